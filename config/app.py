@@ -1,0 +1,104 @@
+"""The Celery app, built from the settings and the topology.
+
+The lifecycle defaults live here as Celery configuration: late ack, one message
+in flight per worker process, redelivery when a worker process dies, publisher
+confirms, persistent messages, JSON only. The worker-side policy (classify,
+back off, dead-letter) is wired in by name: Celery imports ``workers`` lazily,
+so this package imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from config.settings import Settings, load_settings
+from config.topology import TASKS_EXCHANGE, Topology
+
+#: The Task base class every ``@app.task`` gets: the platform lifecycle.
+TASK_CLASS = "workers.task:PlatformTask"
+#: Celery's consumer, extended so that nothing is dropped on receipt.
+CONSUMER_CLASS = "workers.consumer:PlatformConsumer"
+
+
+def route_by_module(settings: Settings) -> Any:
+    """A Celery router: a task in module ``tasks.<queue>`` goes to ``<queue>``."""
+    queues = set(settings.queues)
+
+    def route(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any):
+        parts = name.split(".")
+        for part in parts[:-1]:
+            if part in queues:
+                return {"queue": part}
+        return None
+
+    return route
+
+
+def celery_config(settings: Settings, topology: Topology) -> dict[str, Any]:
+    """Celery configuration for ``settings`` (every key is a stock Celery setting)."""
+    config: dict[str, Any] = {
+        "broker_url": settings.broker_url,
+        # Every publish waits for the broker's confirm (py-amqp confirm mode).
+        "broker_transport_options": {
+            "confirm_publish": True,
+            "confirm_timeout": settings.publish_timeout,
+        },
+        "broker_connection_timeout": settings.publish_timeout,
+        "broker_connection_retry_on_startup": True,
+        # A publish that can't reach the broker gives up within a bounded time.
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_default_delivery_mode": "persistent",
+        # receive -> process -> commit side effects -> ACK
+        "task_acks_late": True,
+        "task_acks_on_failure": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_queues": topology.consumer_queues(),
+        "task_default_queue": settings.default_queue,
+        "task_default_exchange": TASKS_EXCHANGE,
+        "task_default_exchange_type": "direct",
+        "task_default_routing_key": settings.default_queue,
+        "task_create_missing_queues": False,
+        "task_routes": (route_by_module(settings),),
+        "worker_consumer": CONSUMER_CLASS,
+        "worker_concurrency": settings.concurrency,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+        "task_track_started": True,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "include": list(settings.task_modules),
+        # Our own, read by the workers package.
+        "platform_settings": settings,
+        "platform_topology": topology,
+    }
+    if settings.result_backend:
+        config["result_backend"] = settings.result_backend
+    return config
+
+
+def build_topology(settings: Settings) -> Topology:
+    """The topology for ``settings``: every work queue plus the default one."""
+    tiers = max(settings.max_retries, settings.max_unknown_retries)
+    names = (*settings.queues, settings.default_queue)
+    return Topology.build(names, tiers, settings.delivery_limit)
+
+
+def create_app(settings: Settings | None = None, main: str = "platform") -> Celery:
+    """Build a Celery app configured for the platform."""
+    settings = settings or load_settings()
+    topology = build_topology(settings)
+    config = celery_config(settings, topology)
+    app = Celery(main, task_cls=TASK_CLASS, include=config.pop("include"))
+    app.conf.update(config)
+    return app

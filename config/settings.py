@@ -1,0 +1,227 @@
+"""Typed platform settings, read once from the environment.
+
+Every option has a default that is safe on one developer machine, and a ``#:``
+comment that the README's settings table mirrors. A bad value stops start-up
+with :class:`SettingsError`, whose message names the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: Names a queue may have: what RabbitMQ accepts and a shell need not quote.
+QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+
+DEFAULT_QUEUES = ("orders", "payments", "inventory", "email", "analytics")
+
+
+class SettingsError(ValueError):
+    """A setting from the environment has a value the platform can't use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole configuration of one platform process."""
+
+    #: AMQP URL of the broker (Celery's usual variable name).
+    broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    #: Work queues, one per service; tasks in ``tasks/<queue>.py`` go to ``<queue>``.
+    queues: tuple[str, ...] = DEFAULT_QUEUES
+    #: Queue for tasks whose module names no configured queue.
+    default_queue: str = "default"
+    #: Task modules a worker imports (comma separated).
+    task_modules: tuple[str, ...] = (
+        "tasks.orders",
+        "tasks.payments",
+        "tasks.inventory",
+        "tasks.email",
+        "tasks.analytics",
+    )
+    #: Seconds before the first retry: ``delay = min(base * 2**n + jitter, max)``.
+    retry_base: float = 1.0
+    #: Upper bound of the uniform jitter added to every delay, in seconds.
+    retry_jitter_max: float = 0.5
+    #: Longest wait between two attempts, in seconds.
+    retry_max_delay: float = 60.0
+    #: Retries of a transient failure before the message is dead-lettered.
+    max_retries: int = 5
+    #: Retries of an unclassified failure before the message is dead-lettered.
+    max_unknown_retries: int = 2
+    #: Deliveries a message may have that end with its worker process dying.
+    delivery_limit: int = 3
+    #: Seconds that publishing (a task, a retry, a dead letter) may take to be confirmed.
+    publish_timeout: float = 5.0
+    #: Longest traceback kept in a dead letter's ``x-error-traceback``, in characters.
+    traceback_limit: int = 4000
+    #: Exception classes (dotted paths) added to the transient ones.
+    extra_transient: tuple[str, ...] = ()
+    #: Exception classes (dotted paths) added to the permanent ones.
+    extra_permanent: tuple[str, ...] = ()
+    #: Where completed task ids live: ``sqlite:///path`` or ``postgresql://...``.
+    state_url: str = "sqlite:///.run/state.sqlite3"
+    #: Skip tasks whose id is already recorded as completed.
+    idempotency: bool = True
+    #: Celery result backend URL; empty means results are not stored.
+    result_backend: str = ""
+    #: Worker processes per worker (prefork pool).
+    concurrency: int = 2
+    #: Folder for pid files, logs and the state database of ``make up``.
+    run_dir: str = ".run"
+    #: RabbitMQ management API, used by Flower's broker page and the tools.
+    management_url: str = "http://guest:guest@127.0.0.1:15672/api/"
+    #: Address Flower listens on.
+    flower_address: str = "127.0.0.1"
+    #: Port Flower listens on.
+    flower_port: int = 5555
+    #: Flower basic auth as ``user:password`` (comma separated for several users).
+    flower_basic_auth: str = ""
+
+
+#: Environment variable for each setting.
+ENVIRONMENT_NAMES: Mapping[str, str] = {
+    "broker_url": "CELERY_BROKER_URL",
+    "queues": "PLATFORM_QUEUES",
+    "default_queue": "PLATFORM_DEFAULT_QUEUE",
+    "task_modules": "PLATFORM_TASK_MODULES",
+    "retry_base": "PLATFORM_RETRY_BASE",
+    "retry_jitter_max": "PLATFORM_RETRY_JITTER_MAX",
+    "retry_max_delay": "PLATFORM_RETRY_MAX_DELAY",
+    "max_retries": "PLATFORM_MAX_RETRIES",
+    "max_unknown_retries": "PLATFORM_MAX_UNKNOWN_RETRIES",
+    "delivery_limit": "PLATFORM_DELIVERY_LIMIT",
+    "publish_timeout": "PLATFORM_PUBLISH_TIMEOUT",
+    "traceback_limit": "PLATFORM_TRACEBACK_LIMIT",
+    "extra_transient": "PLATFORM_EXTRA_TRANSIENT",
+    "extra_permanent": "PLATFORM_EXTRA_PERMANENT",
+    "state_url": "PLATFORM_STATE_URL",
+    "idempotency": "PLATFORM_IDEMPOTENCY",
+    "result_backend": "CELERY_RESULT_BACKEND",
+    "concurrency": "PLATFORM_CONCURRENCY",
+    "run_dir": "PLATFORM_RUN_DIR",
+    "management_url": "PLATFORM_MANAGEMENT_URL",
+    "flower_address": "FLOWER_ADDRESS",
+    "flower_port": "FLOWER_PORT",
+    "flower_basic_auth": "FLOWER_BASIC_AUTH",
+}
+
+
+def _number(parse: Callable[[str], T], minimum: float) -> Callable[[str, str], T]:
+    def convert(name: str, raw: str) -> T:
+        try:
+            value = parse(raw)
+        except ValueError:
+            raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if value < minimum:  # type: ignore[operator]
+            raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+        return value
+
+    return convert
+
+
+def _names(name: str, raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _queue_names(name: str, raw: str) -> tuple[str, ...]:
+    names = _names(name, raw)
+    if not names:
+        raise SettingsError(f"{name} must name at least one queue")
+    for queue in names:
+        _check_queue(name, queue)
+    if len(set(names)) != len(names):
+        raise SettingsError(f"{name} names a queue twice: {raw!r}")
+    return names
+
+
+def _check_queue(name: str, queue: str) -> str:
+    if not QUEUE_NAME.match(queue):
+        raise SettingsError(
+            f"{name}: {queue!r} is not a valid queue name "
+            "(lower-case letters, digits, '-' and '_', starting with a letter)"
+        )
+    return queue
+
+
+def _flag(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _url(*schemes: str) -> Callable[[str, str], str]:
+    def convert(name: str, raw: str) -> str:
+        if not raw.startswith(tuple(f"{scheme}://" for scheme in schemes)):
+            wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+            raise SettingsError(f"{name} must start with {wanted}, got {raw!r}")
+        return raw
+
+    return convert
+
+
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _basic_auth(name: str, raw: str) -> str:
+    for pair in _names(name, raw):
+        user, _, password = pair.partition(":")
+        if not user or not password:
+            raise SettingsError(f"{name} must be user:password[,user:password...]")
+    return raw.strip()
+
+
+_CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
+    "broker_url": _url("amqp", "amqps", "pyamqp"),
+    "queues": _queue_names,
+    "default_queue": _check_queue,
+    "task_modules": _names,
+    "retry_base": _number(float, 0.0),
+    "retry_jitter_max": _number(float, 0.0),
+    "retry_max_delay": _number(float, 0.001),
+    "max_retries": _number(int, 0),
+    "max_unknown_retries": _number(int, 0),
+    "delivery_limit": _number(int, 1),
+    "publish_timeout": _number(float, 0.1),
+    "traceback_limit": _number(int, 100),
+    "extra_transient": _names,
+    "extra_permanent": _names,
+    "state_url": _url("sqlite", "postgresql", "postgres"),
+    "idempotency": _flag,
+    "result_backend": _text,
+    "concurrency": _number(int, 1),
+    "run_dir": _text,
+    "management_url": _url("http", "https"),
+    "flower_address": _text,
+    "flower_port": _number(int, 1),
+    "flower_basic_auth": _basic_auth,
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings from ``environ`` (the process environment by default).
+
+    Raises:
+        SettingsError: a variable is set to a value the platform can't use; the
+            message names the variable.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field in fields(Settings):
+        variable = ENVIRONMENT_NAMES[field.name]
+        raw = environ.get(variable)
+        if raw is None or (raw.strip() == "" and field.name != "result_backend"):
+            continue
+        values[field.name] = _CONVERTERS[field.name](variable, raw)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    if settings.default_queue in settings.queues:
+        raise SettingsError("PLATFORM_DEFAULT_QUEUE must differ from the queues in PLATFORM_QUEUES")
+    return settings

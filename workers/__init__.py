@@ -1,0 +1,1 @@
+"""How messages are handled: the per-message lifecycle, operations and scaling."""

@@ -1,0 +1,1 @@
+"""Worker bootsteps: one small step per file."""

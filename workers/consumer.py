@@ -1,0 +1,110 @@
+"""Celery's consumer, extended so that nothing is dropped on receipt.
+
+Stock Celery acks a message it can't decode and loses it. Here every message
+the worker can't run is dead-lettered to its queue's DLQ with the reason
+(``x-error-class``: ``undecodable``, ``disallowed``, ``unknown-task``) and its
+body byte for byte, and only then acked. A message whose delivery count
+(counted by the quorum queue) reached the delivery limit is dead-lettered as
+``poison`` before it can kill another worker process.
+
+Installed through Celery's ``worker_consumer`` setting; the blueprint adds the
+topology bootstep and leaves out Celery's native delayed delivery (this
+platform never holds delayed messages in workers or in ``celery_delayed_*``
+queues).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.worker.consumer.consumer import Consumer
+from kombu.exceptions import ContentDisallowed
+
+from workers.classify import ErrorClass
+from workers.headers import Failure, delivery_count, retry_count
+from workers.lifecycle import lifecycle_for
+
+logger = logging.getLogger(__name__)
+
+#: Celery's step that would declare 28 ``celery_delayed_*`` queues; not used.
+NATIVE_DELAYED_DELIVERY = "celery.worker.consumer.delayed_delivery:DelayedDelivery"
+#: Errors in a message's shape that surface while Celery builds the request.
+MALFORMED_ERRORS = (ValueError, TypeError, KeyError, AttributeError)
+
+
+class PlatformConsumer(Consumer):
+    """The worker's consumer with dead-letter-on-receipt and poison protection."""
+
+    class Blueprint(Consumer.Blueprint):
+        default_steps = [step for step in Consumer.Blueprint.default_steps if step != NATIVE_DELAYED_DELIVERY]
+        default_steps.insert(
+            default_steps.index("celery.worker.consumer.tasks:Tasks"),
+            "workers.bootsteps.topology:DeclareTopology",
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lifecycle = lifecycle_for(self.app)
+        self.lifecycle.queue_by_tag = self._queue_by_tag
+        self.lifecycle.worker = self.hostname or self.lifecycle.worker
+        self.delivery_limit = self.app.conf.platform_settings.delivery_limit
+
+    def _queue_by_tag(self) -> dict[str, str]:
+        task_consumer = getattr(self, "task_consumer", None)
+        tags = getattr(task_consumer, "_active_tags", None) or {}
+        return {tag: queue for queue, tag in tags.items()}
+
+    def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
+        handle = super().create_task_handler(*args, **kwargs)
+        limit = self.delivery_limit
+
+        def on_task_received(message: Any) -> Any:
+            deliveries = delivery_count(message.headers)
+            if deliveries >= limit:
+                return self.refuse(
+                    message,
+                    ErrorClass.POISON,
+                    "DeliveryLimitExceeded",
+                    f"delivered {deliveries + 1} times; the {deliveries} earlier deliveries "
+                    "ended without an ack (the worker process died)",
+                )
+            try:
+                return handle(message)
+            except MALFORMED_ERRORS as exc:
+                return self.refuse(message, ErrorClass.UNDECODABLE, type(exc).__name__, str(exc))
+
+        return on_task_received
+
+    # -- Celery's hooks for messages it can't run -----------------------------
+
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        error_class = ErrorClass.DISALLOWED if isinstance(exc, ContentDisallowed) else ErrorClass.UNDECODABLE
+        self.refuse(message, error_class, type(exc).__name__, str(exc))
+
+    def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
+        error_class = ErrorClass.DISALLOWED if isinstance(exc, ContentDisallowed) else ErrorClass.UNDECODABLE
+        self.refuse(message, error_class, type(exc).__name__, str(exc))
+
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        self.refuse(
+            message,
+            ErrorClass.UNDECODABLE,
+            "NotATaskMessage",
+            "the message has no Celery 'task' header (not a task message)",
+        )
+
+    def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
+        name = (message.headers or {}).get("task", "?")
+        self.refuse(message, ErrorClass.UNKNOWN_TASK, "NotRegistered", f"no task named {name!r} here")
+
+    def refuse(self, message: Any, error_class: ErrorClass, error_type: str, text: str) -> None:
+        """Dead-letter a message that can't be run, then ack it."""
+        failure = Failure(error_class.value, error_type, text)
+        self.lifecycle.dead_letter(
+            message,
+            failure,
+            retry_count(message.headers),
+            ack=message.ack,
+            requeue=lambda: message.reject(requeue=True),
+        )

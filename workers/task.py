@@ -1,0 +1,206 @@
+"""The task base class: every ``@app.task`` of the platform gets the lifecycle.
+
+In the pool process, around the task body:
+
+1. skip the body if the task id is already recorded as completed (idempotency);
+2. run the body;
+3. on success, record the id as completed (unless the task did so itself inside
+   :meth:`PlatformTask.transaction`, together with its side effects);
+4. on failure, classify the exception and raise the verdict
+   (:class:`~workers.verdict.RetryLater` or :class:`~workers.verdict.DeadLetter`),
+   which the worker's main process carries out (:mod:`workers.request`).
+
+Per-task options (given to ``@app.task(...)``; checked when the task is bound)::
+
+    retry_base, retry_jitter_max, retry_max_delay, max_retries,
+    max_unknown_retries, transient_errors, permanent_errors, classify_error,
+    idempotent
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
+
+from celery import Task
+from celery.exceptions import Ignore, Reject, Retry
+from kombu.exceptions import OperationalError
+
+from workers.backoff import RetryPolicy
+from workers.classify import ClassifierRules, Decider, classify, import_types
+from workers.errors import PublishError
+from workers.idempotency import CompletionStore, open_store
+from workers.verdict import decide, describe
+
+logger = logging.getLogger(__name__)
+
+#: Exceptions that steer Celery itself; they pass through untouched.
+CONTROL_EXCEPTIONS = (Ignore, Reject, Retry)
+
+
+class PlatformTask(Task):
+    """Celery task with classification, broker-held backoff, DLQ and idempotency."""
+
+    #: The worker-side request: settles verdicts in the main process.
+    Request = "workers.request:PlatformRequest"
+
+    #: Seconds before the first retry (None: from settings).
+    retry_base: float | None = None
+    #: Upper bound of the jitter, in seconds (None: from settings).
+    retry_jitter_max: float | None = None
+    #: Longest wait between attempts, in seconds (None: from settings).
+    retry_max_delay: float | None = None
+    #: Retries of a transient failure (None: from settings).
+    max_retries: int | None = None
+    #: Retries of an unknown failure (None: from settings).
+    max_unknown_retries: int | None = None
+    #: Extra exception classes treated as transient for this task.
+    transient_errors: tuple[type[BaseException] | str, ...] = ()
+    #: Extra exception classes treated as permanent for this task.
+    permanent_errors: tuple[type[BaseException] | str, ...] = ()
+    #: A callable ``exc -> "transient" | "permanent" | "unknown" | None``.
+    classify_error: Decider | None = None
+    #: Skip the body when this task id already completed (None: from settings).
+    idempotent: bool | None = None
+
+    _retry_policy: ClassVar[RetryPolicy]
+    _classifier_rules: ClassVar[ClassifierRules]
+    _store: ClassVar[CompletionStore | None] = None
+
+    @classmethod
+    def on_bound(cls, app: Any) -> None:
+        """Check this task's options against the settings when it is declared."""
+        settings = app.conf.platform_settings
+
+        def pick(value: Any, default: Any) -> Any:
+            return default if value is None else value
+
+        try:
+            cls._retry_policy = RetryPolicy(
+                base=float(pick(cls.retry_base, settings.retry_base)),
+                jitter_max=float(pick(cls.retry_jitter_max, settings.retry_jitter_max)),
+                max_delay=float(pick(cls.retry_max_delay, settings.retry_max_delay)),
+                max_retries=int(pick(cls.max_retries, settings.max_retries)),
+                max_unknown_retries=int(pick(cls.max_unknown_retries, settings.max_unknown_retries)),
+            )
+            global_rules = ClassifierRules(
+                transient=import_types(settings.extra_transient),
+                permanent=import_types(settings.extra_permanent),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"task {cls.name or cls.__name__}: {exc}") from None
+        if cls.classify_error is not None and not callable(cls.classify_error):
+            raise ValueError(f"task {cls.name}: classify_error must be callable")
+        cls._classifier_rules = global_rules.merged_with(
+            ClassifierRules(
+                transient=tuple(cls.transient_errors),
+                permanent=tuple(cls.permanent_errors),
+                decider=cls.classify_error,
+            )
+        )
+        if cls.idempotent is None:
+            cls.idempotent = settings.idempotency
+
+    # -- in the pool process -------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.request.called_directly:
+            return super().__call__(*args, **kwargs)
+        task_id = self.request.id
+        store = self.completion_store() if self.idempotent else None
+        if store is not None and store.is_completed(task_id):
+            logger.info("task %s[%s] already completed; not running it again", self.name, task_id)
+            return None
+        self.request.platform_completed = False
+        try:
+            result = self.run(*args, **kwargs)
+        except CONTROL_EXCEPTIONS:
+            raise
+        except Exception as exc:
+            classification = classify(exc, self._classifier_rules)
+            failure = describe(exc, classification.error_class)
+            raise decide(failure, classification, self.request.retries or 0, self._retry_policy) from exc
+        if store is not None and not self.request.platform_completed:
+            store.mark_completed(task_id, self.name)
+        return result
+
+    def retry(  # type: ignore[override]
+        self,
+        args: Any = None,
+        kwargs: Any = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: Any = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: Any,
+    ) -> None:
+        """Retry through the broker-held delay queues (never in worker memory).
+
+        Counts as a transient failure; ``countdown`` replaces the backoff delay.
+        """
+        if args is not None or kwargs is not None or eta is not None:
+            raise ValueError("retry() re-runs the same message; args, kwargs and eta can't change")
+        from workers.classify import Classification, ErrorClass
+
+        reason = exc or RuntimeError("retry requested by the task")
+        failure = describe(reason, ErrorClass.TRANSIENT)
+        policy = self._retry_policy
+        if max_retries is not None:
+            policy = RetryPolicy(**{**policy.__dict__, "max_retries": max_retries})
+        raise decide(
+            failure, Classification(ErrorClass.TRANSIENT), self.request.retries or 0, policy, countdown
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A transaction on the state store that also records this task as completed.
+
+        Side effects written through the yielded connection commit atomically
+        with the completion mark, so a redelivery after a crash never repeats
+        them::
+
+            with self.transaction() as db:
+                db.execute("insert into charges (order_id) values (?)", (order_id,))
+        """
+        store = self.completion_store()
+        with store.transaction() as connection:
+            yield connection
+            store.mark_completed_in(connection, self.request.id, self.name)
+        self.request.platform_completed = True
+
+    @classmethod
+    def completion_store(cls) -> CompletionStore:
+        """This process's idempotency store (opened on first use)."""
+        return open_store(cls.app.conf.platform_settings.state_url)
+
+    # -- in the publishing process ---------------------------------------------
+
+    def apply_async(self, args: Any = None, kwargs: Any = None, task_id: Any = None, **options: Any) -> Any:
+        """Publish with a confirm; raise :class:`PublishError` if it can't be confirmed.
+
+        ``countdown`` and ``eta`` are refused: stock Celery holds such messages
+        in worker memory, which this platform never does.
+        """
+        if options.get("countdown") is not None or options.get("eta") is not None:
+            raise ValueError(
+                f"{self.name}: countdown/eta are not supported (they hold messages in worker "
+                "memory); schedule the call from your application instead"
+            )
+        settings = self.app.conf.platform_settings
+        options.setdefault("mandatory", True)
+        options.setdefault("confirm_timeout", settings.publish_timeout)
+        options.setdefault("timeout", settings.publish_timeout)
+        try:
+            return super().apply_async(args, kwargs, task_id=task_id, **options)
+        except (OperationalError, OSError, TimeoutError) as exc:
+            raise PublishError(
+                f"could not publish {self.name} to the broker at "
+                f"{self.app.connection_for_write().as_uri()}: {exc}"
+            ) from exc
+        except Exception as exc:
+            if type(exc).__module__.startswith("amqp"):
+                raise PublishError(f"broker refused {self.name}: {exc}") from exc
+            raise

@@ -1,0 +1,90 @@
+"""The verdict on a failed attempt: retry later, or dead-letter now.
+
+A task's exception is classified where it happened (the pool process, which
+has the real exception object); the verdict travels to the worker's main
+process as one of the two exceptions below, which pickle safely whatever the
+original exception was. :mod:`workers.lifecycle` carries the verdict out.
+
+``RetryLater`` is a Celery ``Retry``, so the task shows as RETRY in Flower and
+in the logs; ``DeadLetter`` is an ordinary failure (FAILURE).
+"""
+
+from __future__ import annotations
+
+import traceback as traceback_module
+
+from celery.exceptions import Retry
+
+from workers.backoff import RetryPolicy, backoff_delay
+from workers.classify import Classification, ErrorClass
+from workers.headers import Failure
+
+
+class RetryLater(Retry):
+    """Republish the message to its delay queue; it comes back after ``delay``."""
+
+    def __init__(self, failure: Failure, delay: float, retry_number: int) -> None:
+        self.failure = failure
+        self.delay = delay
+        self.retry_number = retry_number
+        super().__init__(
+            message=(
+                f"retry {retry_number} in {delay:.3f}s "
+                f"({failure.error_class}: {failure.error_type}: {failure.error_message})"
+            ),
+            when=delay,
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.failure, self.delay, self.retry_number))
+
+
+class DeadLetter(Exception):
+    """Republish the message to its dead-letter queue with the failure's metadata."""
+
+    def __init__(self, failure: Failure, retries: int) -> None:
+        self.failure = failure
+        self.retries = retries
+        super().__init__(
+            f"dead-lettered after {retries} retries "
+            f"({failure.error_class}: {failure.error_type}: {failure.error_message})"
+        )
+
+    def __reduce__(self):
+        return (type(self), (self.failure, self.retries))
+
+
+def describe(exc: BaseException, error_class: ErrorClass | str) -> Failure:
+    """A :class:`Failure` for ``exc`` with its formatted traceback."""
+    text = "".join(traceback_module.format_exception(type(exc), exc, exc.__traceback__))
+    return Failure(
+        error_class=ErrorClass(error_class).value,
+        error_type=f"{type(exc).__module__}.{type(exc).__qualname__}".removeprefix("builtins."),
+        error_message=str(exc),
+        traceback=text,
+    )
+
+
+def decide(
+    failure: Failure,
+    classification: Classification,
+    retries_done: int,
+    policy: RetryPolicy,
+    countdown: float | None = None,
+) -> RetryLater | DeadLetter:
+    """Retry with backoff while the class allows it, else dead-letter.
+
+    Args:
+        failure: the error, described.
+        classification: its class and any Retry-After.
+        retries_done: retries the message already had.
+        policy: the task's schedule.
+        countdown: an explicit wait asked for by the task (``self.retry``).
+    """
+    if retries_done >= policy.retries_allowed(classification.error_class):
+        return DeadLetter(failure, retries_done)
+    if countdown is not None:
+        delay = min(max(countdown, 0.0), policy.max_delay)
+    else:
+        delay = backoff_delay(retries_done, policy, classification.retry_after)
+    return RetryLater(failure, delay, retries_done + 1)
