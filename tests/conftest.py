@@ -1,0 +1,63 @@
+"""Fixtures: a fresh vhost per test on a real RabbitMQ, worker processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.broker import Vhost, broker_problem, in_ci
+from tests.support.worker import WorkerProcess, platform_environment
+
+_problem: list[str | None] = []
+
+
+def require_broker() -> None:
+    """Fail under CI, skip locally, when RabbitMQ is not usable."""
+    if not _problem:
+        _problem.append(broker_problem())
+    if _problem[0]:
+        if in_ci():
+            pytest.fail(f"CI=true and the broker is required: {_problem[0]}")
+        pytest.skip(_problem[0])
+
+
+@pytest.fixture
+def vhost() -> Iterator[Vhost]:
+    require_broker()
+    host = Vhost.create()
+    yield host
+    host.delete()
+
+
+@pytest.fixture
+def platform_env(vhost: Vhost, tmp_path: Path) -> dict[str, str]:
+    """Environment for platform processes on this test's vhost."""
+    return platform_environment(vhost.url, tmp_path)
+
+
+@pytest.fixture
+def start_worker(platform_env: dict[str, str], tmp_path: Path) -> Iterator:
+    """Start workers with ``start_worker(queues=..., **env_overrides)``; all stopped after."""
+    started: list[WorkerProcess] = []
+
+    def start(queues: str = "orders", concurrency: int = 2, pool: str = "prefork", **env: str) -> WorkerProcess:
+        worker = WorkerProcess({**platform_env, **env}, tmp_path, queues, concurrency, pool)
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+@pytest.fixture
+def client(platform_env: dict[str, str]) -> Iterator:
+    """A Celery app in the test process, publishing to this test's vhost."""
+    from config.app import create_app
+    from config.settings import load_settings
+
+    app = create_app(load_settings(platform_env), main="test-client")
+    yield app
+    app.close()

@@ -1,0 +1,1 @@
+"""Shared test helpers: a real broker per test, real worker processes, waits."""

@@ -1,0 +1,82 @@
+"""Tasks with controllable behaviour, for tests (loaded by test workers).
+
+Each records what happened in a ledger file (``PLATFORM_TEST_LEDGER``), one
+line per event: ``<event> <task id> <unix time> <extra>``. Appends of small
+lines are atomic, so several pool processes can share it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from config import app
+from workers.errors import PermanentError, TransientError
+
+
+def record(event: str, task_id: str, extra: str = "") -> None:
+    path = os.environ.get("PLATFORM_TEST_LEDGER")
+    if not path:
+        return
+    line = f"{event} {task_id} {time.time():.6f} {extra}\n".encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+@app.task(bind=True, name="tests.ok")
+def ok(self, value: object = None) -> object:
+    record("done", self.request.id)
+    return value
+
+
+@app.task(bind=True, name="tests.flaky", retry_base=0.2, retry_jitter_max=0.1)
+def flaky(self, fail_times: int) -> int:
+    record("attempt", self.request.id, str(self.request.retries))
+    if self.request.retries < fail_times:
+        raise TransientError("upstream timed out")
+    record("done", self.request.id)
+    return self.request.retries
+
+
+@app.task(bind=True, name="tests.always_transient", retry_base=0.05, retry_jitter_max=0.05)
+def always_transient(self) -> None:
+    record("attempt", self.request.id, str(self.request.retries))
+    raise TimeoutError("upstream never answers")
+
+
+@app.task(bind=True, name="tests.permanent")
+def permanent(self) -> None:
+    record("attempt", self.request.id, str(self.request.retries))
+    raise PermanentError("order 42 is invalid: <script>alert(1)</script>")
+
+
+@app.task(bind=True, name="tests.unknown", retry_base=0.05, retry_jitter_max=0.05)
+def unknown(self) -> None:
+    record("attempt", self.request.id, str(self.request.retries))
+    raise RuntimeError("something unexpected")
+
+
+@app.task(bind=True, name="tests.slow")
+def slow(self, seconds: float) -> None:
+    record("start", self.request.id)
+    time.sleep(seconds)
+    record("done", self.request.id)
+
+
+@app.task(bind=True, name="tests.die")
+def die(self) -> None:
+    record("attempt", self.request.id)
+    os._exit(1)
+
+
+@app.task(bind=True, name="tests.commit_then_die")
+def commit_then_die(self, key: str) -> None:
+    """Commit a side effect with the completion mark, then die before the ack."""
+    record("attempt", self.request.id)
+    with self.transaction() as db:
+        db.execute("CREATE TABLE IF NOT EXISTS side_effects (key TEXT)")
+        db.execute("INSERT INTO side_effects VALUES (?)", (key,))
+    os._exit(1)
