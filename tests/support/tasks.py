@@ -12,6 +12,7 @@ import time
 
 from config import app
 from workers.errors import PermanentError, TransientError
+from workers.idempotency import SQLiteStore
 
 
 def record(event: str, task_id: str, extra: str = "") -> None:
@@ -76,7 +77,24 @@ def die(self) -> None:
 def commit_then_die(self, key: str) -> None:
     """Commit a side effect with the completion mark, then die before the ack."""
     record("attempt", self.request.id)
+    placeholder = "?" if isinstance(db_marker := self.completion_store(), SQLiteStore) else "%s"
+    del db_marker
     with self.transaction() as db:
         db.execute("CREATE TABLE IF NOT EXISTS side_effects (key TEXT)")
-        db.execute("INSERT INTO side_effects VALUES (?)", (key,))
+        db.execute(f"INSERT INTO side_effects VALUES ({placeholder})", (key,))
     os._exit(1)
+
+
+@app.task(bind=True, name="tests.flaky_long", retry_base=4.0, retry_jitter_max=0.5)
+def flaky_long(self) -> None:
+    """Fails once, then waits about 4 s in the broker before succeeding."""
+    record("attempt", self.request.id, str(self.request.retries))
+    if self.request.retries < 1:
+        raise TransientError("first attempt always times out")
+    record("done", self.request.id)
+
+
+@app.task(bind=True, name="tests.backoff_forever", retry_base=60.0, retry_jitter_max=0.5)
+def backoff_forever(self) -> None:
+    """Fails transiently; the retry waits a minute in the broker."""
+    raise TransientError("try again in a minute")
