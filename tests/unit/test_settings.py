@@ -1,0 +1,161 @@
+"""load_settings(): typed settings from the environment, bad values named."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import pytest
+
+from config.settings import ENVIRONMENT_NAMES, Settings, SettingsError, load_settings
+
+
+def test_an_empty_environment_gives_the_defaults() -> None:
+    settings = load_settings({})
+    assert settings == Settings()
+    assert settings.queues == ("orders", "payments", "inventory", "email", "analytics")
+    assert settings.default_queue == "default"
+    assert (settings.retry_base, settings.retry_jitter_max, settings.retry_max_delay) == (1.0, 0.5, 60.0)
+    assert (settings.max_retries, settings.max_unknown_retries) == (5, 2)
+
+
+def test_blank_values_fall_back_to_the_defaults() -> None:
+    blank = {variable: "  " for variable in ENVIRONMENT_NAMES.values()}
+    blank["CELERY_RESULT_BACKEND"] = ""
+    assert load_settings(blank) == Settings()
+
+
+def test_every_setting_has_an_environment_variable() -> None:
+    assert set(ENVIRONMENT_NAMES) == {field.name for field in fields(Settings)}
+    assert len(set(ENVIRONMENT_NAMES.values())) == len(ENVIRONMENT_NAMES)
+
+
+def test_unrelated_variables_are_ignored() -> None:
+    assert load_settings({"PATH": "/bin", "PLATFORM_UNKNOWN": "x"}) == Settings()
+
+
+PARSED = [
+    ("broker_url", "amqps://user:pw@rabbit:5671/prod", "amqps://user:pw@rabbit:5671/prod"),
+    ("broker_url", "pyamqp://guest@localhost//", "pyamqp://guest@localhost//"),
+    ("queues", "orders, fraud ,email", ("orders", "fraud", "email")),
+    ("queues", "orders,", ("orders",)),
+    ("default_queue", "misc", "misc"),
+    ("task_modules", "tasks.orders, tasks.fraud", ("tasks.orders", "tasks.fraud")),
+    ("retry_base", "0.25", 0.25),
+    ("retry_base", "0", 0.0),
+    ("retry_jitter_max", "0", 0.0),
+    ("retry_jitter_max", "1.5", 1.5),
+    ("retry_max_delay", "30", 30.0),
+    ("max_retries", "0", 0),
+    ("max_retries", "8", 8),
+    ("max_unknown_retries", "1", 1),
+    ("delivery_limit", "1", 1),
+    ("delivery_limit", "10", 10),
+    ("publish_timeout", "2.5", 2.5),
+    ("traceback_limit", "100", 100),
+    ("extra_transient", "myapp.errors.Flaky, builtins.OSError", ("myapp.errors.Flaky", "builtins.OSError")),
+    ("extra_permanent", "myapp.errors.Bad", ("myapp.errors.Bad",)),
+    ("state_url", "postgresql://u:pw@db/platform", "postgresql://u:pw@db/platform"),
+    ("state_url", "postgres://db/platform", "postgres://db/platform"),
+    ("state_url", "sqlite:////tmp/state.sqlite3", "sqlite:////tmp/state.sqlite3"),
+    ("idempotency", "false", False),
+    ("idempotency", "0", False),
+    ("idempotency", "No", False),
+    ("idempotency", "off", False),
+    ("idempotency", "TRUE", True),
+    ("idempotency", "1", True),
+    ("idempotency", "yes", True),
+    ("idempotency", " on ", True),
+    ("result_backend", "rpc://", "rpc://"),
+    ("result_backend", "", ""),
+    ("concurrency", "8", 8),
+    ("run_dir", " /var/run/platform ", "/var/run/platform"),
+    ("management_url", "https://admin:pw@rabbit:15671/api/", "https://admin:pw@rabbit:15671/api/"),
+    ("flower_address", "0.0.0.0", "0.0.0.0"),
+    ("flower_port", "8080", 8080),
+    ("flower_basic_auth", "admin:secret,ops:pw", "admin:secret,ops:pw"),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "raw", "expected"),
+    [pytest.param(f, raw, expected, id=f"{ENVIRONMENT_NAMES[f]}={raw!r}") for f, raw, expected in PARSED],
+)
+def test_each_setting_is_parsed_from_its_environment_variable(field: str, raw: str, expected: Any) -> None:
+    settings = load_settings({ENVIRONMENT_NAMES[field]: raw})
+    assert getattr(settings, field) == expected
+    assert type(getattr(settings, field)) is type(expected)
+
+
+def test_every_setting_is_covered_by_the_parsing_table() -> None:
+    assert {field for field, _, _ in PARSED} == set(ENVIRONMENT_NAMES)
+
+
+BAD_VALUES = {
+    "CELERY_BROKER_URL": ["redis://localhost:6379/0", "localhost:5672", "http://rabbit/", "amqp:/rabbit"],
+    "PLATFORM_QUEUES": [
+        "Orders",
+        "orders.retry",
+        "1orders",
+        "_orders",
+        "orders;payments",
+        "ördërs",
+        "a" * 65,
+        "orders,orders",
+        "orders, payments, orders",
+        ",,",
+    ],
+    "PLATFORM_DEFAULT_QUEUE": ["Default", "default.queue", "-x", "default queue"],
+    "PLATFORM_RETRY_BASE": ["one", "-1", "1s", "nan"],
+    "PLATFORM_RETRY_JITTER_MAX": ["-0.1", "abc", "nan"],
+    "PLATFORM_RETRY_MAX_DELAY": ["0", "-60", "sixty", "nan"],
+    "PLATFORM_MAX_RETRIES": ["-1", "2.5", "five", "nan"],
+    "PLATFORM_MAX_UNKNOWN_RETRIES": ["-1", "x"],
+    "PLATFORM_DELIVERY_LIMIT": ["0", "-3", "many"],
+    "PLATFORM_PUBLISH_TIMEOUT": ["0", "0.05", "-1", "soon", "nan"],
+    "PLATFORM_TRACEBACK_LIMIT": ["99", "0", "4k"],
+    "PLATFORM_STATE_URL": ["mysql://db/platform", "/tmp/state.sqlite3", "redis://localhost"],
+    "PLATFORM_IDEMPOTENCY": ["maybe", "2", "enabled", "tru"],
+    "PLATFORM_CONCURRENCY": ["0", "-2", "auto"],
+    "PLATFORM_MANAGEMENT_URL": ["ftp://rabbit/", "rabbit:15672/api/", "amqp://rabbit"],
+    "FLOWER_PORT": ["0", "-1", "http", "65536", "70000"],
+    "FLOWER_BASIC_AUTH": ["admin", "admin:", ":secret", "admin:secret,ops"],
+}
+
+
+@pytest.mark.parametrize(
+    ("variable", "raw"),
+    [
+        pytest.param(variable, raw, id=f"{variable}={raw!r}")
+        for variable, values in BAD_VALUES.items()
+        for raw in values
+    ],
+)
+def test_a_bad_value_raises_settings_error_naming_the_variable(variable: str, raw: str) -> None:
+    with pytest.raises(SettingsError, match=variable):
+        load_settings({variable: raw})
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        pytest.param({"PLATFORM_DEFAULT_QUEUE": "orders"}, id="default queue set to a work queue"),
+        pytest.param({"PLATFORM_QUEUES": "orders,default"}, id="work queues include the default queue"),
+        pytest.param(
+            {"PLATFORM_QUEUES": "jobs", "PLATFORM_DEFAULT_QUEUE": "jobs"}, id="both set to the same queue"
+        ),
+    ],
+)
+def test_the_default_queue_must_differ_from_the_work_queues(environ: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match="PLATFORM_DEFAULT_QUEUE"):
+        load_settings(environ)
+
+
+def test_settings_error_is_a_value_error() -> None:
+    assert issubclass(SettingsError, ValueError)
+
+
+def test_settings_are_frozen() -> None:
+    settings = load_settings({})
+    with pytest.raises(AttributeError):
+        settings.max_retries = 9  # type: ignore[misc]
