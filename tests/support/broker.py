@@ -126,13 +126,14 @@ class Vhost:
         body: bytes,
         content_type: str | None = "application/json",
         headers: dict[str, Any] | None = None,
+        exchange: str = "",
         **properties: Any,
     ) -> None:
-        """Publish raw bytes to ``queue`` with a confirm."""
+        """Publish raw bytes to ``queue`` (by routing key) with a confirm."""
         with self.connect() as connection:
             channel = connection.channel()
             channel.confirm_select()
             message = amqp.Message(
                 body, content_type=content_type, application_headers=headers or {}, delivery_mode=2, **properties
             )
-            channel.basic_publish_confirm(message, exchange="", routing_key=queue, mandatory=True)
+            channel.basic_publish_confirm(message, exchange=exchange, routing_key=queue, mandatory=True)
