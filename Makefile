@@ -1,0 +1,90 @@
+# The operator's front door. Humans and CI (.ci/run) call the same targets.
+# Settings come from the environment (see config/settings.py), e.g.
+#   CELERY_BROKER_URL=amqp://... FLOWER_PORT=5556 make up
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+#: The interpreter that creates the virtualenv (system Python 3.11+ with venv).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CELERY := $(PY) -m celery -A config
+SCRIPTS := compose/scripts
+#: Touched after a successful install; redone when pyproject.toml changes.
+INSTALLED := $(VENV)/.installed
+#: Extra arguments for pytest, e.g. make test PYTEST_ARGS="-k flower -x".
+PYTEST_ARGS ?=
+export PY
+
+.PHONY: help setup broker topology worker up down flower demo test lint fmt logs dlq-list \
+	bench bench-quick clean
+
+help: ## List the targets
+	@echo "usage: make <target>    (quick start: make demo, make test)"
+	@echo
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+setup: $(INSTALLED) ## Create .venv and install the project with its dev tools
+	@:
+
+$(INSTALLED): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+		echo "setup: could not create $(VENV); on Debian/Ubuntu: sudo apt-get install -y python3-venv" >&2; \
+		exit 1; }
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev]"
+	@touch $@
+
+broker: setup ## Make sure RabbitMQ and its management API answer (start or explain how)
+	@$(SCRIPTS)/broker.sh
+
+topology: broker ## Declare every exchange and queue (workers also do it at start)
+	$(CELERY) topology declare
+
+worker: broker ## Run one worker on all queues in the foreground
+	$(CELERY) worker -l info
+
+up: broker ## Start a worker per work queue and Flower in the background (.run/)
+	@$(SCRIPTS)/up.sh
+
+down: setup ## Stop what 'make up' started
+	@$(SCRIPTS)/down.sh
+
+flower: broker ## Run Flower in the foreground (FLOWER_ADDRESS, FLOWER_PORT, FLOWER_BASIC_AUTH)
+	$(PY) -m workers.flower
+
+demo: up ## Start everything and run sample work: successes, retries, dead letters
+	$(PY) -m tasks.demo
+
+test: broker ## Run the whole test suite (unit, integration, e2e, bench-quick)
+	$(PY) -m pytest tests/ $(PYTEST_ARGS)
+
+lint: setup ## ruff check, ruff format --check, mypy (config, workers)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+fmt: setup ## Format the code and apply ruff's safe fixes
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+logs: setup ## Follow the logs of 'make up'
+	@run_dir=$$($(PY) $(SCRIPTS)/probe.py setting run_dir); \
+	ls "$$run_dir"/*.log >/dev/null 2>&1 || { echo "logs: no logs in $$run_dir (run make up)"; exit 1; }; \
+	exec tail -n 20 -F "$$run_dir"/*.log
+
+dlq-list: broker ## Show the dead-letter queues with their depths
+	$(CELERY) topology show | awk 'NR == 1 || $$1 ~ /\.dlq$$/'
+
+bench: setup ## Run the benchmarks (results/bench-<time>/)
+	$(PY) -m tests.bench --out results/bench-$$(date +%Y%m%d-%H%M%S)
+
+bench-quick: setup ## Run a short benchmark (results/bench-quick/)
+	$(PY) -m tests.bench --quick --out results/bench-quick
+
+clean: ## Remove caches and build files (keeps .venv, results/ and the run folder)
+	rm -rf .pytest_cache .ruff_cache .mypy_cache build
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

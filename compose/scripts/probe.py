@@ -1,0 +1,139 @@
+"""Small checks the make targets use: read a setting, probe the broker, wait for HTTP.
+
+Run with the project's interpreter from the repository root::
+
+    python compose/scripts/probe.py setting queues          # prints: orders payments ...
+    python compose/scripts/probe.py amqp --wait 60          # 0 reachable, 1 not, 2 refused us
+    python compose/scripts/probe.py management --wait 60    # the management API answers
+    python compose/scripts/probe.py http URL --wait 30      # URL answers 200
+    python compose/scripts/probe.py local-broker            # 0 if the broker URL is this host
+
+Every wait polls with a deadline and prints what it waited for when it gives up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import ipaddress
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+# Run as a script from anywhere: make the project importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from config.settings import Settings, load_settings  # noqa: E402
+
+OK, UNREACHABLE, REFUSED = 0, 1, 2
+
+
+def setting(settings: Settings, name: str) -> str:
+    """A setting as shell words (tuples joined by spaces)."""
+    value = getattr(settings, name)
+    return " ".join(value) if isinstance(value, tuple) else str(value)
+
+
+def is_local_host(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host in {"localhost", ""}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def amqp_check(url: str) -> tuple[int, str]:
+    """Open and close one AMQP connection to ``url``."""
+    import amqp
+    from kombu import Connection
+
+    parsed = Connection(url)
+    try:
+        connection = amqp.Connection(
+            f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 5672}",
+            userid=parsed.userid or "guest",
+            password=parsed.password or "guest",
+            virtual_host=parsed.virtual_host or "/",
+            connect_timeout=3,
+        )
+        connection.connect()
+        connection.close()
+    except (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed) as exc:
+        return REFUSED, f"RabbitMQ at {parsed.as_uri()} refused the login or vhost: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any other failure means "not reachable (yet)"
+        return UNREACHABLE, f"RabbitMQ is not reachable at {parsed.as_uri()}: {exc!r}"
+    return OK, f"RabbitMQ answers at {parsed.as_uri()}"
+
+
+def http_check(url: str, path: str = "") -> tuple[int, str]:
+    """GET ``url`` + ``path`` (credentials in the URL become basic auth)."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.hostname or ""
+    if ":" in netloc:
+        netloc = f"[{netloc}]"
+    if parts.port:
+        netloc += f":{parts.port}"
+    bare = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
+    shown = bare + path
+    request = urllib.request.Request(bare + path)
+    if parts.username:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=3) as response:
+            response.read()
+    except urllib.error.HTTPError as exc:
+        code = REFUSED if exc.code in (401, 403) else UNREACHABLE
+        return code, f"{shown} answered HTTP {exc.code}"
+    except Exception as exc:  # noqa: BLE001 - connection refused, timeout, reset...
+        return UNREACHABLE, f"{shown} does not answer: {exc!r}"
+    return OK, f"{shown} answers"
+
+
+def wait(check: Callable[[], tuple[int, str]], seconds: float, quiet: bool) -> int:
+    """Repeat ``check`` until it passes, it is refused, or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        code, message = check()
+        if code != UNREACHABLE or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if code == UNREACHABLE and seconds > 0:
+        message += f" (waited {seconds:g}s)"
+    if not quiet or code != OK:
+        print(message, file=sys.stderr if code else sys.stdout)
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["setting", "amqp", "management", "http", "local-broker"])
+    parser.add_argument("argument", nargs="?", help="setting name or URL")
+    parser.add_argument("--wait", type=float, default=0, help="seconds to keep trying")
+    parser.add_argument("--quiet", action="store_true", help="print only failures")
+    args = parser.parse_args(argv)
+    settings = load_settings()
+    if args.what == "setting":
+        print(setting(settings, args.argument))
+        return OK
+    if args.what == "local-broker":
+        from kombu import Connection
+
+        return OK if is_local_host(Connection(settings.broker_url).hostname or "") else UNREACHABLE
+    if args.what == "amqp":
+        return wait(lambda: amqp_check(settings.broker_url), args.wait, args.quiet)
+    if args.what == "management":
+        return wait(lambda: http_check(settings.management_url, "overview"), args.wait, args.quiet)
+    return wait(lambda: http_check(args.argument), args.wait, args.quiet)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
