@@ -60,7 +60,10 @@ demo: up ## Start everything and run sample work: successes, retries, dead lette
 	$(PY) -m tasks.demo
 
 test: broker ## Run the whole test suite (unit, integration, e2e, bench-quick)
-	$(PY) -m pytest tests/ $(PYTEST_ARGS)
+	@echo "$(PY) -m pytest tests/ $(PYTEST_ARGS)"
+	@status=0; $(PY) -m pytest tests/ $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status = 5 ]; then echo "test: pytest collected no tests (exit 5); that is a failure" >&2; fi; \
+	exit $$status
 
 lint: setup ## ruff check, ruff format --check, mypy (config, workers)
 	$(PY) -m ruff check .

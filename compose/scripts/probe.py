@@ -27,7 +27,7 @@ from pathlib import Path
 # Run as a script from anywhere: make the project importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from config.settings import Settings, load_settings  # noqa: E402
+from config.settings import Settings, load_settings
 
 OK, UNREACHABLE, REFUSED = 0, 1, 2
 
@@ -114,7 +114,9 @@ def wait(check: Callable[[], tuple[int, str]], seconds: float, quiet: bool) -> i
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("what", choices=["setting", "amqp", "management", "http", "local-broker"])
     parser.add_argument("argument", nargs="?", help="setting name or URL")
     parser.add_argument("--wait", type=float, default=0, help="seconds to keep trying")

@@ -1,0 +1,93 @@
+"""compose/: the Docker Compose file, read as data (no Docker engine runs here)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.worker import ROOT
+
+COMPOSE = ROOT / "compose"
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((COMPOSE / "docker-compose.yml").read_text())
+
+
+def published(service: dict[str, Any]) -> set[int]:
+    """Container ports a service publishes (short syntax ``[ip:]host:container``)."""
+    return {int(str(port).rsplit(":", 1)[-1].split("/")[0]) for port in service.get("ports", [])}
+
+
+def test_compose_runs_rabbitmq_workers_and_flower(compose):
+    """The file has exactly the three roles: the broker, the workers and Flower."""
+    assert set(compose["services"]) == {"rabbitmq", "worker", "flower"}
+
+
+def test_rabbitmq_has_management_publishes_amqp_and_the_api_and_is_healthchecked_with_diagnostics(compose):
+    """RabbitMQ 3.x with the management plugin publishes 5672 and 15672, and its
+    healthcheck asks rabbitmq-diagnostics."""
+    rabbitmq = compose["services"]["rabbitmq"]
+    assert re.fullmatch(r"rabbitmq:3\.\d+-management", rabbitmq["image"])
+    assert published(rabbitmq) == {5672, 15672}
+    check = rabbitmq["healthcheck"]
+    assert check["test"][0] == "CMD" and check["test"][1] == "rabbitmq-diagnostics"
+    assert {"interval", "timeout", "retries"} <= set(check)
+
+
+def test_workers_come_from_the_one_image_and_can_scale(compose):
+    """Workers build compose/Dockerfile from the repository, wait for a healthy broker,
+    and have no fixed name or host port, so `--scale worker=N` works."""
+    worker = compose["services"]["worker"]
+    assert worker["build"] == {"context": "..", "dockerfile": "compose/Dockerfile"}
+    assert worker["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
+    assert "container_name" not in worker and "ports" not in worker
+    assert worker["command"] == ["compose/scripts/start-worker.sh"]
+    assert compose["services"]["flower"]["image"] == worker["image"], "one image for every role"
+
+
+def test_flower_publishes_5555_with_basic_auth_from_the_environment_and_starts_after_the_workers(compose):
+    """Flower publishes 5555, takes FLOWER_BASIC_AUTH from the environment and
+    is started by a script that waits for workers to answer ping."""
+    flower = compose["services"]["flower"]
+    assert published(flower) == {5555}
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH")
+    assert flower["environment"]["FLOWER_ADDRESS"] == "0.0.0.0"
+    assert "worker" in flower["depends_on"]
+    script = (ROOT / flower["command"][0]).read_text()
+    assert "inspect ping" in script
+
+
+def test_every_start_script_is_strict_and_execs_its_process(compose):
+    """Each role's start script exists, is executable, uses strict shell options and
+    ends by exec-ing its process (so signals reach it)."""
+    for name in ("worker", "flower"):
+        script = ROOT / compose["services"][name]["command"][0]
+        assert script.exists() and script.stat().st_mode & 0o111, script
+        text = script.read_text()
+        assert "set -euo pipefail" in text
+        assert re.search(r"^exec ", text, re.MULTILINE), script
+
+
+def test_the_topology_is_not_repeated_in_a_broker_definitions_file(compose):
+    """Workers declare the topology; RabbitMQ loads no definitions file."""
+    rabbitmq = compose["services"]["rabbitmq"]
+    mounted = " ".join(str(volume) for volume in rabbitmq.get("volumes", []))
+    settings = " ".join(f"{key}={value}" for key, value in rabbitmq.get("environment", {}).items())
+    assert "definitions" not in mounted and "definitions" not in settings
+    assert "configs" not in compose and "configs" not in rabbitmq
+    assert not list(COMPOSE.rglob("*.json"))
+
+
+def test_the_dockerfile_builds_from_python_3_11_slim_and_installs_the_project():
+    """One image: python:3.11-slim with `pip install .`."""
+    dockerfile = (COMPOSE / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim$", dockerfile, re.MULTILINE)
+    assert "pip install ." in dockerfile
+    ignored = Path(str(COMPOSE / "Dockerfile") + ".dockerignore")
+    assert ignored.exists()
