@@ -7,6 +7,7 @@ with :class:`SettingsError`, whose message names the variable.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -111,14 +112,18 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
 }
 
 
-def _number(parse: Callable[[str], T], minimum: float) -> Callable[[str, str], T]:
+def _number(parse: Callable[[str], T], minimum: float, maximum: float = math.inf) -> Callable[[str, str], T]:
     def convert(name: str, raw: str) -> T:
         try:
             value = parse(raw)
         except ValueError:
             raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise SettingsError(f"{name} must be a finite number, got {raw!r}")
         if value < minimum:  # type: ignore[operator]
             raise SettingsError(f"{name} must be at least {minimum}, got {raw!r}")
+        if value > maximum:  # type: ignore[operator]
+            raise SettingsError(f"{name} must be at most {maximum}, got {raw!r}")
         return value
 
     return convert
@@ -201,7 +206,7 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "run_dir": _text,
     "management_url": _url("http", "https"),
     "flower_address": _text,
-    "flower_port": _number(int, 1),
+    "flower_port": _number(int, 1, 65535),
     "flower_basic_auth": _basic_auth,
 }
 

@@ -16,7 +16,7 @@ import importlib
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -77,19 +77,29 @@ class Classification:
 
 @dataclass(frozen=True)
 class ClassifierRules:
-    """Extra rules on top of the built-in ones (settings, then per task)."""
+    """Extra rules on top of the built-in ones, in layers (task over settings)."""
 
     transient: tuple[str | type[BaseException], ...] = ()
     permanent: tuple[str | type[BaseException], ...] = ()
     decider: Decider | None = field(default=None, compare=False)
+    #: The layer these rules override (the settings' rules under a task's).
+    fallback: ClassifierRules | None = None
 
     def merged_with(self, other: ClassifierRules) -> ClassifierRules:
-        """``other``'s rules take precedence over these."""
+        """``other``'s rules, falling back to these where ``other`` says nothing."""
         return ClassifierRules(
-            transient=(*other.transient, *self.transient),
-            permanent=(*other.permanent, *self.permanent),
+            transient=other.transient,
+            permanent=other.permanent,
             decider=other.decider or self.decider,
+            fallback=self,
         )
+
+    def layers(self) -> Iterator[ClassifierRules]:
+        """These rules, then each fallback layer in turn."""
+        layer: ClassifierRules | None = self
+        while layer is not None:
+            yield layer
+            layer = layer.fallback
 
 
 def resolve_types(names: Iterable[str | type[BaseException]]) -> tuple[type[BaseException], ...]:
@@ -125,7 +135,7 @@ def import_types(names: Iterable[str]) -> tuple[type[BaseException], ...]:
         module_name, _, attribute = name.rpartition(".")
         try:
             candidate = getattr(importlib.import_module(module_name or "builtins"), attribute)
-        except (ImportError, AttributeError, ValueError):
+        except (ImportError, AttributeError, ValueError, TypeError):
             raise ValueError(f"{name!r} is not an importable exception class") from None
         if not (isinstance(candidate, type) and issubclass(candidate, BaseException)):
             raise ValueError(f"{name!r} is not an exception class")
@@ -193,10 +203,11 @@ def _decide(exc: BaseException, rules: ClassifierRules) -> ErrorClass:
         decided = rules.decider(exc)
         if decided is not None:
             return ErrorClass(decided)
-    if isinstance(exc, resolve_types(rules.permanent)):
-        return ErrorClass.PERMANENT
-    if isinstance(exc, resolve_types(rules.transient)):
-        return ErrorClass.TRANSIENT
+    for layer in rules.layers():
+        if isinstance(exc, resolve_types(layer.permanent)):
+            return ErrorClass.PERMANENT
+        if isinstance(exc, resolve_types(layer.transient)):
+            return ErrorClass.TRANSIENT
     if isinstance(exc, TransientError):
         return ErrorClass.TRANSIENT
     if isinstance(exc, PermanentError):

@@ -74,7 +74,7 @@ def retry_count(headers: Mapping[str, Any] | None) -> int:
     value = (headers or {}).get(RETRY_COUNT, 0)
     try:
         return max(int(value), 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 
@@ -83,7 +83,7 @@ def delivery_count(headers: Mapping[str, Any] | None) -> int:
     value = (headers or {}).get(DELIVERY_COUNT, 0)
     try:
         return max(int(value), 0)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 0
 
 

@@ -32,7 +32,7 @@ from workers.backoff import RetryPolicy
 from workers.classify import ClassifierRules, Decider, classify, import_types
 from workers.errors import PublishError
 from workers.idempotency import CompletionStore, open_store
-from workers.verdict import decide, describe
+from workers.verdict import DeadLetter, decide, describe
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +118,19 @@ class PlatformTask(Task):
             result = self.run(*args, **kwargs)
         except CONTROL_EXCEPTIONS:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - every failure gets a verdict
             classification = classify(exc, self._classifier_rules)
             failure = describe(exc, classification.error_class)
-            raise decide(failure, classification, self.request.retries or 0, self._retry_policy) from exc
-        if store is not None and not self.request.platform_completed:
-            store.mark_completed(task_id, self.name)
-        return result
+            verdict = decide(failure, classification, self.request.retries or 0, self._retry_policy)
+        else:
+            if store is not None and not self.request.platform_completed:
+                store.mark_completed(task_id, self.name)
+            return result
+        if isinstance(verdict, DeadLetter):
+            logger.error("task %s[%s] failed for good:\n%s", self.name, task_id, verdict.failure.traceback)
+        # Raised outside the except block and unchained: the original traceback
+        # travels as text, so no frames of the task body are kept alive.
+        raise verdict
 
     def retry(  # type: ignore[override]
         self,

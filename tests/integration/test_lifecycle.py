@@ -36,7 +36,9 @@ def test_the_ack_comes_only_after_the_body_returns(vhost, client, start_worker, 
     wait_for(lambda: vhost.depth("orders") == 1, message="the message to be back in orders")
 
     start_worker()
-    wait_for(lambda: events(ledger, "done", result.id), timeout=30, message="the redelivered task to complete")
+    wait_for(
+        lambda: events(ledger, "done", result.id), timeout=30, message="the redelivered task to complete"
+    )
     wait_for(lambda: vhost.depth("orders") == 0, message="orders to be empty")
     assert vhost.depth("orders.dlq") == 0
 
@@ -52,7 +54,9 @@ def test_a_killed_pool_process_means_redelivery_not_loss(vhost, client, start_wo
     children = wait_for(worker.child_pids, message="pool processes")
     for pid in children:  # the one running the task is among them
         os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: events(ledger, "done", result.id), timeout=40, message="the task to complete after the kill")
+    wait_for(
+        lambda: events(ledger, "done", result.id), timeout=40, message="the task to complete after the kill"
+    )
     assert len(events(ledger, "start", result.id)) == 2
     assert len(events(ledger, "done", result.id)) == 1
     wait_for(lambda: vhost.depth("orders") == 0, message="orders to be empty")
@@ -130,7 +134,9 @@ def test_stock_celery_loses_an_undecodable_message_where_the_platform_keeps_it(
 def test_publishing_with_the_broker_unreachable_raises_a_clear_error_quickly(tmp_path: Path):
     """A publish to a broker nobody listens on raises PublishError naming the
     broker within a bounded time, instead of hanging or dropping the task."""
-    settings = load_settings({"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//", "PLATFORM_PUBLISH_TIMEOUT": "2"})
+    settings = load_settings(
+        {"CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:1//", "PLATFORM_PUBLISH_TIMEOUT": "2"}
+    )
     app = create_app(settings, main="unreachable")
 
     @app.task(name="tests.ok")

@@ -134,6 +134,10 @@ class Vhost:
             channel = connection.channel()
             channel.confirm_select()
             message = amqp.Message(
-                body, content_type=content_type, application_headers=headers or {}, delivery_mode=2, **properties
+                body,
+                content_type=content_type,
+                application_headers=headers or {},
+                delivery_mode=2,
+                **properties,
             )
             channel.basic_publish_confirm(message, exchange=exchange, routing_key=queue, mandatory=True)

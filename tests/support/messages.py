@@ -7,7 +7,9 @@ import uuid
 from typing import Any
 
 
-def celery_message(task: str, args: list[Any] | None = None, task_id: str | None = None) -> tuple[bytes, dict[str, Any]]:
+def celery_message(
+    task: str, args: list[Any] | None = None, task_id: str | None = None
+) -> tuple[bytes, dict[str, Any]]:
     """Body bytes and headers of a protocol 2 message for ``task``."""
     task_id = task_id or str(uuid.uuid4())
     embed = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

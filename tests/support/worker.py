@@ -60,7 +60,7 @@ class WorkerProcess:
 
     def start(self, timeout: float = 60) -> WorkerProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
+        log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             self.args, env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )

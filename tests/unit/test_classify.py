@@ -271,12 +271,16 @@ def test_task_rules_merged_over_settings_rules_take_precedence(
     assert classify(exc, merged).error_class is expected
 
 
-def test_merged_with_puts_the_other_rules_first() -> None:
+def test_merged_with_layers_the_other_rules_over_these() -> None:
+    """The task's layer is consulted first, then the settings' layer."""
     settings_rules = ClassifierRules(transient=(KeyError,), permanent=(ValueError,))
     task_rules = ClassifierRules(transient=(Flaky,), permanent=(TypeError,))
     merged = settings_rules.merged_with(task_rules)
-    assert merged.transient == (Flaky, KeyError)
-    assert merged.permanent == (TypeError, ValueError)
+    layers = list(merged.layers())
+    assert [(layer.transient, layer.permanent) for layer in layers] == [
+        ((Flaky,), (TypeError,)),
+        ((KeyError,), (ValueError,)),
+    ]
 
 
 def test_resolve_types_ignores_modules_that_are_not_imported() -> None:
