@@ -82,6 +82,22 @@ class Settings:
     flower_port: int = 5555
     #: Flower basic auth as ``user:password`` (comma separated for several users).
     flower_basic_auth: str = ""
+    #: Public URL of Flower, used in alert messages' links.
+    flower_url: str = "http://127.0.0.1:5555"
+    #: Slack-compatible webhook for alerts; empty turns webhook alerts off.
+    alert_webhook_url: str = ""
+    #: Seconds between two alert checks.
+    alert_interval: float = 60.0
+    #: Seconds before an alert for a condition that still holds is sent again.
+    alert_repeat_after: float = 3600.0
+    #: Dead letters per hour into one DLQ above which an alert fires.
+    alert_dlq_inflow_per_hour: int = 10
+    #: Ready messages in one queue above which an alert fires.
+    alert_queue_depth: int = 1000
+    #: Port of the Prometheus metrics endpoint.
+    metrics_port: int = 9808
+    #: Share of replayed messages that may dead-letter again before a replay stops.
+    replay_max_refail_ratio: float = 0.5
 
 
 #: Environment variable for each setting.
@@ -109,6 +125,14 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "flower_address": "FLOWER_ADDRESS",
     "flower_port": "FLOWER_PORT",
     "flower_basic_auth": "FLOWER_BASIC_AUTH",
+    "flower_url": "PLATFORM_FLOWER_URL",
+    "alert_webhook_url": "PLATFORM_ALERT_WEBHOOK_URL",
+    "alert_interval": "PLATFORM_ALERT_INTERVAL",
+    "alert_repeat_after": "PLATFORM_ALERT_REPEAT_AFTER",
+    "alert_dlq_inflow_per_hour": "PLATFORM_ALERT_DLQ_INFLOW_PER_HOUR",
+    "alert_queue_depth": "PLATFORM_ALERT_QUEUE_DEPTH",
+    "metrics_port": "PLATFORM_METRICS_PORT",
+    "replay_max_refail_ratio": "PLATFORM_REPLAY_MAX_REFAIL_RATIO",
 }
 
 
@@ -172,6 +196,15 @@ def _url(*schemes: str) -> Callable[[str, str], str]:
     return convert
 
 
+def _optional_url(*schemes: str) -> Callable[[str, str], str]:
+    required = _url(*schemes)
+
+    def convert(name: str, raw: str) -> str:
+        return required(name, raw) if raw.strip() else ""
+
+    return convert
+
+
 def _text(name: str, raw: str) -> str:
     return raw.strip()
 
@@ -208,6 +241,14 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "flower_address": _text,
     "flower_port": _number(int, 1, 65535),
     "flower_basic_auth": _basic_auth,
+    "flower_url": _url("http", "https"),
+    "alert_webhook_url": _optional_url("http", "https"),
+    "alert_interval": _number(float, 1.0),
+    "alert_repeat_after": _number(float, 0.0),
+    "alert_dlq_inflow_per_hour": _number(int, 1),
+    "alert_queue_depth": _number(int, 1),
+    "metrics_port": _number(int, 1, 65535),
+    "replay_max_refail_ratio": _number(float, 0.0, 1.0),
 }
 
 
