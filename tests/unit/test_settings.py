@@ -74,6 +74,14 @@ PARSED = [
     ("flower_address", "0.0.0.0", "0.0.0.0"),
     ("flower_port", "8080", 8080),
     ("flower_basic_auth", "admin:secret,ops:pw", "admin:secret,ops:pw"),
+    ("flower_url", "https://flower.example/", "https://flower.example/"),
+    ("alert_webhook_url", "http://127.0.0.1:9/hook", "http://127.0.0.1:9/hook"),
+    ("alert_interval", "30", 30.0),
+    ("alert_repeat_after", "0", 0.0),
+    ("alert_dlq_inflow_per_hour", "25", 25),
+    ("alert_queue_depth", "500", 500),
+    ("metrics_port", "9100", 9100),
+    ("replay_max_refail_ratio", "0.25", 0.25),
 ]
 
 
