@@ -27,6 +27,14 @@ case "$FLOWER_HOST" in
 esac
 FLOWER_URL="http://$FLOWER_PROBE_HOST:$FLOWER_PORT_"
 
+# detached COMMAND...: exec COMMAND as the leader of a new session.
+if command -v setsid >/dev/null; then
+    detached() { exec setsid "$@"; }
+else
+    # No util-linux (macOS): the same with Python.
+    detached() { exec "$PY" -c 'import os, sys; os.setsid(); os.execvp(sys.argv[1], sys.argv[1:])' "$@"; }
+fi
+
 # start NAME COMMAND...: run COMMAND in the background, in its own session
 # (so Ctrl-C on this terminal does not reach it, and `down` can signal the
 # whole process group), logging to NAME.log; record its pid in NAME.pid.
@@ -39,7 +47,7 @@ start() {
     fi
     [ -f "$RUN_DIR/$name.log" ] && mv -f "$RUN_DIR/$name.log" "$RUN_DIR/$name.log.1"
     # setsid execs in place (a background job is not a group leader), so $! is the pid.
-    setsid "$@" </dev/null >"$RUN_DIR/$name.log" 2>&1 &
+    detached "$@" </dev/null >"$RUN_DIR/$name.log" 2>&1 &
     echo $! >"$RUN_DIR/$name.pid"
     STARTED+=("$name")
     echo "up: started $name (pid $!)"
