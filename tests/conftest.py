@@ -42,7 +42,9 @@ def start_worker(platform_env: dict[str, str], tmp_path: Path) -> Iterator:
     """Start workers with ``start_worker(queues=..., **env_overrides)``; all stopped after."""
     started: list[WorkerProcess] = []
 
-    def start(queues: str = "orders", concurrency: int = 2, pool: str = "prefork", **env: str) -> WorkerProcess:
+    def start(
+        queues: str = "orders", concurrency: int = 2, pool: str = "prefork", **env: str
+    ) -> WorkerProcess:
         worker = WorkerProcess({**platform_env, **env}, tmp_path, queues, concurrency, pool)
         started.append(worker)
         return worker.start()
