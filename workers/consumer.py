@@ -16,6 +16,7 @@ queues).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery.worker.consumer.consumer import Consumer
@@ -44,6 +45,12 @@ class PlatformConsumer(Consumer):
         )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # -- extension point: receive translators (registry) -------------------
+        #: Callables ``message -> message`` that adapt a delivery before the
+        #: poison check and Celery's strategy see it; consumer bootsteps append
+        #: to it (workers.events.receive runs CloudEvents as handler tasks).
+        self.receive_translators: list[Callable[[Any], Any]] = []
+        # -- end of extension point ----------------------------------------------
         super().__init__(*args, **kwargs)
         self.lifecycle = lifecycle_for(self.app)
         self.lifecycle.queue_by_tag = self._queue_by_tag
@@ -60,6 +67,7 @@ class PlatformConsumer(Consumer):
         limit = self.delivery_limit
 
         def on_task_received(message: Any) -> Any:
+            message = self.translate(message)  # extension point: receive translators
             deliveries = delivery_count(message.headers)
             if deliveries >= limit:
                 return self.refuse(
@@ -75,6 +83,15 @@ class PlatformConsumer(Consumer):
                 return self.refuse(message, ErrorClass.UNDECODABLE, type(exc).__name__, str(exc))
 
         return on_task_received
+
+    # -- extension point: receive translators (method) ------------------------
+    def translate(self, message: Any) -> Any:
+        """``message`` as adapted by each of :attr:`receive_translators`, in order."""
+        for translator in self.receive_translators:
+            message = translator(message)
+        return message
+
+    # -- end of extension point ------------------------------------------------
 
     # -- Celery's hooks for messages it can't run -----------------------------
 
