@@ -1,0 +1,1 @@
+"""What the benchmark workers run: platform tasks, a stock Celery app, Dramatiq actors."""

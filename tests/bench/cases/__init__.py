@@ -1,0 +1,25 @@
+"""The benchmark cases, in the order the suite runs them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.bench.cases import drain, enqueue, latency, memory, peer, retry_storm
+from tests.bench.runner import Case
+from tests.bench.sizes import Sizes
+
+#: Case name -> builder, in run order.
+CASES: dict[str, Callable[[Sizes], Case]] = {
+    "drain": drain.case,
+    "enqueue": enqueue.case,
+    "latency": latency.case,
+    "memory": memory.case,
+    "retry_storm": retry_storm.case,
+    "peer": peer.case,
+}
+
+#: Cases of later issues: listed in the table and the JSON, not measured.
+NOT_BUILT: dict[str, tuple[str, str]] = {
+    "replay_rate": ("DLQ replay rate", "the DLQ issue (replay tooling)"),
+    "fan_out": ("event fan-out", "the events issue (topic exchange, subscriber queues)"),
+}

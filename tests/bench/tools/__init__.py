@@ -1,0 +1,1 @@
+"""Small programs the suite starts as subprocesses: publishers and a raw consumer."""
