@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -91,8 +92,18 @@ def run_suite(
     return results
 
 
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so every side's workers are stopped on the way out."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
+    stop_on_sigterm()
     problem = broker_problem()
     if problem:
         print(f"cannot run the benchmarks: {problem}", file=sys.stderr)
