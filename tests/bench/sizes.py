@@ -31,7 +31,7 @@ class Sizes:
     storm_phase_timeout: float = 60.0
     #: Default rounds per case (at least 3).
     rounds: int = 3
-    #: Also measure the drain sides that only explain (no idempotency, raw prefetch 1).
+    #: Also measure sides that only explain a cost (no idempotency, no events, raw prefetch 1).
     drain_explainers: bool = True
     #: Profile a platform side when a case misses a must target.
     profile: bool = True

@@ -51,6 +51,8 @@ class System:
     idempotency: bool = True
     #: Prefetch of the raw consumer.
     prefetch: int = 0
+    #: Platform task events (``task-sent``, ``-received``, ``-started``, ``-succeeded``) on or off.
+    events: bool = True
 
     @property
     def queue(self) -> str:
@@ -76,6 +78,8 @@ class System:
         if self.kind == "platform":
             if not self.idempotency:
                 marks["PLATFORM_IDEMPOTENCY"] = "false"
+            if not self.events:
+                marks["BENCH_PLATFORM_EVENTS"] = "off"
             return platform_environment(vhost.url, folder, **marks)
         if self.kind == "stock":
             return base_environment(vhost.url, BENCH_STOCK_MODE=self.stock_mode, **marks)
@@ -142,6 +146,12 @@ PLATFORM_NO_IDEMPOTENCY = System(
     "platform",
     "platform worker with PLATFORM_IDEMPOTENCY=false (no SQLite completion mark)",
     idempotency=False,
+)
+PLATFORM_NO_EVENTS = System(
+    "platform-no-events",
+    "platform",
+    "platform worker with task events off (bench-only switch; the platform has no setting)",
+    events=False,
 )
 STOCK_DEFAULTS = System(
     "stock-defaults", "stock", "stock Celery 5.7 defaults (early ack, prefetch x4, classic queue)", "defaults"

@@ -18,6 +18,14 @@ from workers.errors import TransientError
 #: Seconds a storm task waits in its delay queue before it comes back.
 STORM_BACKOFF = float(os.environ.get("BENCH_STORM_BACKOFF", "60"))
 
+#: ``off`` switches task events off in this process, to show what they cost. The
+#: platform has no setting for it; the worker reads the value after importing this module.
+EVENTS = os.environ.get("BENCH_PLATFORM_EVENTS", "on")
+
+if EVENTS == "off":
+    app.conf.worker_send_task_events = False
+    app.conf.task_send_sent_event = False
+
 profiling.install_if_asked()
 
 

@@ -4,7 +4,8 @@
 acks, republishing) from ``worker_ready`` to ``worker_shutdown``, and each
 prefork pool process (the task body, the idempotency store) from
 ``worker_process_init`` to ``worker_process_shutdown``. Each writes
-``profile-<role>-<pid>.txt`` and ``.html`` into the folder.
+``profile-<role>-<pid>.txt`` (call tree), ``.flat.txt`` (self time per
+function) and ``.html`` into the folder.
 
 ``BENCH_TRACEMALLOC`` also set: each process traces its allocations too and
 writes the biggest growth by allocating line to ``memory-<role>-<pid>.txt``.
@@ -48,6 +49,9 @@ def _stop(role: str) -> None:
     profiler.stop()
     stem = f"{role}-{os.getpid()}"
     Path(folder, f"profile-{stem}.txt").write_text(profiler.output_text(unicode=True, color=False))
+    # Self time per function, library frames included: where the CPU actually goes.
+    flat = profiler.output_text(unicode=True, color=False, flat=True, show_all=True)
+    Path(folder, f"profile-{stem}.flat.txt").write_text(flat)
     Path(folder, f"profile-{stem}.html").write_text(profiler.output_html())
     before = _active.pop(f"{role}-memory", None)
     if before is not None:

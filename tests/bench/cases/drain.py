@@ -15,6 +15,7 @@ from tests.bench.runner import Case, Metric, Ratio, Side, SideRun
 from tests.bench.sizes import Sizes
 from tests.bench.systems import (
     PLATFORM,
+    PLATFORM_NO_EVENTS,
     PLATFORM_NO_IDEMPOTENCY,
     RAW_PREFETCH_1,
     RAW_PREFETCH_100,
@@ -65,7 +66,9 @@ CPU = Metric("cpu_per_1000", "CPU s / 1000 tasks", higher_is_better=False)
 
 def case(sizes: Sizes) -> Case:
     systems = [PLATFORM, STOCK_DEFAULTS, STOCK_ACKS_LATE_QUORUM, RAW_PREFETCH_100]
-    explainers = [PLATFORM_NO_IDEMPOTENCY, RAW_PREFETCH_1] if sizes.drain_explainers else []
+    explainers = (
+        [PLATFORM_NO_IDEMPOTENCY, PLATFORM_NO_EVENTS, RAW_PREFETCH_1] if sizes.drain_explainers else []
+    )
     names = {s.name for s in systems + explainers}
     return Case(
         name="drain",
@@ -79,6 +82,8 @@ def case(sizes: Sizes) -> Case:
                 Ratio("throughput", "platform", "stock-defaults", 1.0, ">=", "aim"),
                 Ratio("throughput", "platform-no-idem", "stock-late-quorum"),
                 Ratio("throughput", "platform", "platform-no-idem"),
+                Ratio("throughput", "platform", "platform-no-events"),
+                Ratio("throughput", "platform-no-events", "stock-late-quorum"),
                 Ratio("throughput", "platform", "raw-p100"),
                 Ratio("throughput", "platform", "raw-p1"),
                 Ratio("cpu_per_1000", "platform", "stock-late-quorum"),
@@ -89,7 +94,8 @@ def case(sizes: Sizes) -> Case:
             "stock-late-quorum binds its quorum queue to a topic exchange: Celery 5.7's native "
             "delayed delivery (switched on by any quorum queue) can't bind a direct exchange.",
             "platform-no-idem (PLATFORM_IDEMPOTENCY=false) is measured in every full run, so the cost "
-            "of the SQLite completion mark shows; --quick leaves it and raw-p1 out.",
+            "of the SQLite completion mark shows; platform-no-events likewise for task events (a bench-only "
+            "switch); --quick leaves these and raw-p1 out.",
             "raw-p100 / raw-p1 are the broker's limit: a py-amqp loop that only acks.",
         ],
         profile_side="platform",

@@ -12,7 +12,7 @@ from tests.bench.broker import fresh_vhost
 from tests.bench.processes import run_publisher
 from tests.bench.runner import Case, Metric, Ratio, Side, SideRun
 from tests.bench.sizes import Sizes
-from tests.bench.systems import PLATFORM, STOCK_CONFIRM, System
+from tests.bench.systems import PLATFORM, PLATFORM_NO_EVENTS, STOCK_CONFIRM, System
 
 #: A raw py-amqp publisher on a plain quorum queue.
 RAW = System("raw", "raw", "raw py-amqp publisher, quorum queue")
@@ -45,6 +45,18 @@ def case(sizes: Sizes) -> Case:
             enqueue_side("platform-batch", "platform task.apply_many (batch mode)", PLATFORM, "batch"),
             enqueue_side("raw-one", "raw py-amqp basic_publish_confirm, one at a time", RAW, "one"),
             enqueue_side("raw-pipelined", "raw py-amqp, 500 unconfirmed in flight", RAW, "pipelined"),
+            *(
+                [
+                    enqueue_side(
+                        "platform-one-no-events",
+                        "platform apply_async with task_send_sent_event off (bench-only switch)",
+                        PLATFORM_NO_EVENTS,
+                        "one",
+                    )
+                ]
+                if sizes.drain_explainers
+                else []
+            ),
         ],
         metrics=[
             Metric("throughput", "tasks/s", higher_is_better=True),
@@ -55,6 +67,11 @@ def case(sizes: Sizes) -> Case:
             Ratio("throughput", "platform-batch", "stock-confirm", 5.0, ">=", "must"),
             Ratio("throughput", "platform-one", "raw-one"),
             Ratio("throughput", "platform-batch", "raw-pipelined"),
+            *(
+                [Ratio("throughput", "platform-one-no-events", "stock-confirm")]
+                if sizes.drain_explainers
+                else []
+            ),
         ],
         profile_side="platform-one",
         notes=["every queue is a quorum queue; messages are persistent Celery protocol 2 no-op tasks"],

@@ -129,6 +129,8 @@ def main() -> None:
         profiler.stop()
         stem = Path(os.environ["BENCH_PROFILE_DIR"], f"profile-publisher-{os.getpid()}")
         stem.with_suffix(".txt").write_text(profiler.output_text(unicode=True, color=False))
+        flat = profiler.output_text(unicode=True, color=False, flat=True, show_all=True)
+        stem.with_suffix(".flat.txt").write_text(flat)
         stem.with_suffix(".html").write_text(profiler.output_html())
     print(json.dumps({"sent": sent, "seconds": elapsed}), flush=True)
     # Dramatiq's and Celery's connections would otherwise hold the exit a while.
