@@ -10,6 +10,10 @@ shut workers down, so listening on any address other than loopback without
 basic auth is refused. The decision is the pure :func:`plan_flower`; only
 :func:`main` touches the process (it ``exec``s Flower).
 
+:func:`main` runs Flower's options with ``python -m workers.flower_pages``
+instead of ``celery flower``: the same Flower, plus the platform's dead-letter
+page and a broker page that lists retry and dead-letter queues.
+
 Flower's own ``/api/*`` answers 401 unless auth is configured or
 ``FLOWER_UNAUTHENTICATED_API`` is set (Flower reads that variable itself).
 """
@@ -32,6 +36,9 @@ PLANNED_VARIABLES = frozenset({"FLOWER_BROKER_API", "FLOWER_BASIC_AUTH"})
 
 #: Exit code when the launch is refused (unsafe address, bad setting).
 EXIT_REFUSED = 2
+
+#: Runs Flower with the platform pages; takes the options ``celery flower`` takes.
+PLATFORM_FLOWER = ("-m", "workers.flower_pages")
 
 
 class FlowerRefused(ValueError):
@@ -124,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Only the plan decides Flower's secrets: an empty FLOWER_BASIC_AUTH left in
     # the environment would otherwise turn on auth with no valid user.
     environ = {name: value for name, value in os.environ.items() if name not in PLANNED_VARIABLES}
-    os.execvpe(launch.argv[0], list(launch.argv), {**environ, **launch.environ})
+    argv = [launch.argv[0], *PLATFORM_FLOWER, *launch.argv[6:]]  # [6:]: Flower's own options
+    os.execvpe(argv[0], argv, {**environ, **launch.environ})
     return 0  # pragma: no cover - execvpe does not return
 
 
