@@ -14,12 +14,15 @@ from typing import Any
 from celery import Celery
 
 from config.settings import Settings, load_settings
-from config.topology import TASKS_EXCHANGE, Topology
+from config.subscriptions import Subscription, load_subscriptions
+from config.topology import TASKS_EXCHANGE, Topology, WorkQueue, subscriber_limit_arguments
 
 #: The Task base class every ``@app.task`` gets: the platform lifecycle.
 TASK_CLASS = "workers.task:PlatformTask"
 #: Celery's consumer, extended so that nothing is dropped on receipt.
 CONSUMER_CLASS = "workers.consumer:PlatformConsumer"
+#: Consumer bootstep that lets subscriber queues' CloudEvents run as handler tasks.
+EVENTS_STEP = "workers.events.receive:EventDeliveries"
 
 
 def route_by_module(settings: Settings) -> Any:
@@ -91,7 +94,32 @@ def build_topology(settings: Settings) -> Topology:
     """The topology for ``settings``: every work queue plus the default one."""
     tiers = max(settings.max_retries, settings.max_unknown_retries)
     names = (*settings.queues, settings.default_queue)
-    return Topology.build(names, tiers, settings.delivery_limit)
+    topology = Topology.build(names, tiers, settings.delivery_limit)
+    subscriptions = load_subscriptions(settings.subscriptions_file)
+    if not subscriptions:
+        return topology
+    return topology.with_subscribers(
+        tuple(subscriber_work_queue(s, settings, tiers) for s in subscriptions),
+        settings.events_exchange,
+        settings.event_log_retention,
+    )
+
+
+def subscriber_work_queue(subscription: Subscription, settings: Settings, tiers: int) -> WorkQueue:
+    """The queue of one subscribing service: a work queue bound to its event patterns."""
+    limits = subscriber_limit_arguments(
+        settings.subscriber_max_length if subscription.max_length is None else subscription.max_length,
+        settings.subscriber_max_age if subscription.max_age is None else subscription.max_age,
+        subscription.overflow or settings.subscriber_overflow,
+        subscription.queue,
+    )
+    return WorkQueue(
+        subscription.queue,
+        max(tiers, 1),
+        settings.delivery_limit,
+        event_patterns=subscription.patterns,
+        extra_arguments=tuple(limits.items()),
+    )
 
 
 def create_app(settings: Settings | None = None, main: str = "platform") -> Celery:
@@ -99,6 +127,15 @@ def create_app(settings: Settings | None = None, main: str = "platform") -> Cele
     settings = settings or load_settings()
     topology = build_topology(settings)
     config = celery_config(settings, topology)
-    app = Celery(main, task_cls=TASK_CLASS, include=config.pop("include"))
+    subscriptions = load_subscriptions(settings.subscriptions_file)
+    include = config.pop("include")
+    for module in (m for subscription in subscriptions for m in subscription.modules):
+        if module not in include:
+            include.append(module)
+    app = Celery(main, task_cls=TASK_CLASS, include=include)
     app.conf.update(config)
+    # Events: the subscriptions (read by workers.events) and the step that runs them.
+    app.conf.platform_subscriptions = subscriptions
+    if subscriptions:
+        app.steps["consumer"].add(EVENTS_STEP)
     return app

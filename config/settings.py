@@ -98,6 +98,26 @@ class Settings:
     metrics_port: int = 9808
     #: Share of replayed messages that may dead-letter again before a replay stops.
     replay_max_refail_ratio: float = 0.5
+    #: Topic exchange every event is published to (routing key = event type).
+    events_exchange: str = "platform.events"
+    #: CloudEvents ``source`` of events this process publishes.
+    events_source: str = "/platform"
+    #: File (TOML or JSON) declaring which services subscribe to which events; empty: none.
+    subscriptions_file: str = ""
+    #: Largest event body accepted at publish, in bytes (1 MiB).
+    max_message_bytes: int = 1_048_576
+    #: Put bodies over ``max_message_bytes`` in the blob store and send a reference instead.
+    claim_check: bool = False
+    #: Directory of the claim-check blob store.
+    blob_dir: str = ".run/blobs"
+    #: Seconds the event log stream keeps every event (7 days); 0 turns the log off.
+    event_log_retention: float = 604_800.0
+    #: Most ready messages in one subscriber queue; 0 means no limit.
+    subscriber_max_length: int = 0
+    #: Seconds an event may wait in a subscriber queue before it is dead-lettered; 0: forever.
+    subscriber_max_age: float = 0.0
+    #: What a full subscriber queue does: ``reject-publish`` (publishers get an error) or ``dead-letter``.
+    subscriber_overflow: str = "reject-publish"
 
 
 #: Environment variable for each setting.
@@ -133,6 +153,16 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "alert_queue_depth": "PLATFORM_ALERT_QUEUE_DEPTH",
     "metrics_port": "PLATFORM_METRICS_PORT",
     "replay_max_refail_ratio": "PLATFORM_REPLAY_MAX_REFAIL_RATIO",
+    "events_exchange": "PLATFORM_EVENTS_EXCHANGE",
+    "events_source": "PLATFORM_EVENTS_SOURCE",
+    "subscriptions_file": "PLATFORM_SUBSCRIPTIONS_FILE",
+    "max_message_bytes": "PLATFORM_MAX_MESSAGE_BYTES",
+    "claim_check": "PLATFORM_CLAIM_CHECK",
+    "blob_dir": "PLATFORM_BLOB_DIR",
+    "event_log_retention": "PLATFORM_EVENT_LOG_RETENTION",
+    "subscriber_max_length": "PLATFORM_SUBSCRIBER_MAX_LENGTH",
+    "subscriber_max_age": "PLATFORM_SUBSCRIBER_MAX_AGE",
+    "subscriber_overflow": "PLATFORM_SUBSCRIBER_OVERFLOW",
 }
 
 
@@ -217,6 +247,27 @@ def _basic_auth(name: str, raw: str) -> str:
     return raw.strip()
 
 
+#: Names an exchange may have (RabbitMQ allows more; these need no quoting).
+EXCHANGE_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,127}$")
+
+
+def _exchange_name(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not EXCHANGE_NAME.match(value) or value.startswith("amq."):
+        raise SettingsError(f"{name}: {raw!r} is not a usable exchange name")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def convert(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        return value
+
+    return convert
+
+
 _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "broker_url": _url("amqp", "amqps", "pyamqp"),
     "queues": _queue_names,
@@ -249,6 +300,16 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "alert_queue_depth": _number(int, 1),
     "metrics_port": _number(int, 1, 65535),
     "replay_max_refail_ratio": _number(float, 0.0, 1.0),
+    "events_exchange": _exchange_name,
+    "events_source": _text,
+    "subscriptions_file": _text,
+    "max_message_bytes": _number(int, 1024),
+    "claim_check": _flag,
+    "blob_dir": _text,
+    "event_log_retention": _number(float, 0.0),
+    "subscriber_max_length": _number(int, 0),
+    "subscriber_max_age": _number(float, 0.0),
+    "subscriber_overflow": _choice("reject-publish", "dead-letter"),
 }
 
 

@@ -18,14 +18,69 @@ How a message moves (see DESIGN.md)::
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from kombu import Exchange, Queue
+from kombu import Exchange, Queue, binding
 
 #: Direct exchange every work queue is bound to, with its name as routing key.
 TASKS_EXCHANGE = "platform.tasks"
 #: Direct exchange every dead-letter queue is bound to, with the work queue's name.
 DEAD_LETTER_EXCHANGE = "platform.dlx"
+#: Default topic exchange of events (routing key = event type); a setting may rename it.
+EVENTS_EXCHANGE = "platform.events"
+
+
+def subscriber_queue(service: str) -> str:
+    """Name of the queue on which ``service`` receives the events it subscribed to."""
+    return f"{service}.events"
+
+
+def event_log(exchange: str) -> str:
+    """Name of the stream that keeps every event published to ``exchange``."""
+    return f"{exchange}.log"
+
+
+def event_log_arguments(retention: float) -> dict[str, object]:
+    """Arguments of the event log: a stream whose segments older than ``retention`` s go.
+
+    RabbitMQ deletes whole segments, so an event can outlive the retention by up
+    to one segment's age (https://www.rabbitmq.com/docs/streams#retention).
+    """
+    return {"x-queue-type": "stream", "x-max-age": f"{max(int(retention), 1)}s"}
+
+
+def event_log_queue(exchange: str, retention: float) -> Queue:
+    """The event log stream, bound to every event type of ``exchange``."""
+    return Queue(
+        event_log(exchange),
+        Exchange(exchange, "topic", durable=True),
+        routing_key="#",
+        durable=True,
+        queue_arguments=event_log_arguments(retention),
+    )
+
+
+def subscriber_limit_arguments(
+    max_length: int, max_age: float, overflow: str, queue: str
+) -> dict[str, object]:
+    """Bounds of a subscriber queue, so an abandoned subscriber can't fill the disk.
+
+    ``reject-publish``: a full queue refuses new events and the publisher's
+    confirm is a nack (the other subscribers still get the event). ``dead-letter``:
+    the oldest event is dropped to ``<queue>.dlq``; RabbitMQ only supports
+    at-least-once dead-lettering with ``reject-publish``, so this is at most once
+    (https://www.rabbitmq.com/docs/quorum-queues#dead-lettering). Events older
+    than ``max_age`` are dead-lettered in either case.
+    """
+    arguments: dict[str, object] = {}
+    if max_length > 0:
+        arguments["x-max-length"] = max_length
+    if max_age > 0:
+        arguments["x-message-ttl"] = max(int(max_age * 1000), 1)
+    if overflow == "dead-letter" and max_length > 0:
+        arguments["x-overflow"] = "drop-head"
+        arguments["x-dead-letter-strategy"] = "at-most-once"
+    return arguments
 
 
 def retry_queue(queue: str, tier: int) -> str:
@@ -87,6 +142,14 @@ class WorkQueue:
     name: str
     retry_tiers: int
     delivery_limit: int
+    #: Topic patterns binding this queue to the events exchange (subscriber queues only).
+    event_patterns: tuple[str, ...] = ()
+    #: Queue arguments added to (or replacing) the work queue's, e.g. length limits.
+    extra_arguments: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def queue_arguments(self) -> dict[str, object]:
+        return {**work_queue_arguments(self.name, self.delivery_limit), **dict(self.extra_arguments)}
 
     @property
     def retry_queues(self) -> tuple[str, ...]:
@@ -106,6 +169,25 @@ class Topology:
     """All queues and exchanges of one platform."""
 
     work_queues: tuple[WorkQueue, ...]
+    #: The topic exchange subscriber queues and the event log are bound to.
+    events_exchange: str = EVENTS_EXCHANGE
+    #: Seconds the event log keeps events; 0: no event log in this topology.
+    event_log_retention: float = 0.0
+
+    def with_subscribers(
+        self, subscribers: tuple[WorkQueue, ...], events_exchange: str, event_log_retention: float
+    ) -> Topology:
+        """This topology plus subscriber queues (work queues with event bindings) and the log."""
+        return replace(
+            self,
+            work_queues=(*self.work_queues, *subscribers),
+            events_exchange=events_exchange,
+            event_log_retention=event_log_retention,
+        )
+
+    @property
+    def has_events(self) -> bool:
+        return self.event_log_retention > 0 or any(q.event_patterns for q in self.work_queues)
 
     @classmethod
     def build(cls, names: tuple[str, ...], retry_tiers: int, delivery_limit: int) -> Topology:
@@ -125,22 +207,34 @@ class Topology:
     def names(self) -> tuple[str, ...]:
         return tuple(queue.name for queue in self.work_queues)
 
-    def exchanges(self) -> tuple[Exchange, Exchange]:
-        return (
+    def exchanges(self) -> tuple[Exchange, ...]:
+        exchanges = (
             Exchange(TASKS_EXCHANGE, "direct", durable=True),
             Exchange(DEAD_LETTER_EXCHANGE, "direct", durable=True),
         )
+        if self.has_events:
+            exchanges += (Exchange(self.events_exchange, "topic", durable=True),)
+        return exchanges
 
     def consumer_queues(self) -> list[Queue]:
         """The kombu queues workers consume (Celery's ``task_queues``)."""
         tasks = Exchange(TASKS_EXCHANGE, "direct", durable=True)
+        events = Exchange(self.events_exchange, "topic", durable=True)
         return [
             Queue(
                 queue.name,
                 tasks,
                 routing_key=queue.name,
                 durable=True,
-                queue_arguments=work_queue_arguments(queue.name, queue.delivery_limit),
+                queue_arguments=queue.queue_arguments,
+                # A subscriber queue: also bound to the events it subscribed to. (kombu
+                # drops the main binding when there are others, so it is listed too.)
+                bindings=[
+                    binding(tasks, routing_key=queue.name),
+                    *(binding(events, routing_key=pattern) for pattern in queue.event_patterns),
+                ]
+                if queue.event_patterns
+                else [],
             )
             for queue in self.work_queues
         ]
@@ -165,4 +259,7 @@ class Topology:
             )
 
     def all_queues(self) -> list[Queue]:
-        return [*self.consumer_queues(), *self.support_queues()]
+        queues = [*self.consumer_queues(), *self.support_queues()]
+        if self.event_log_retention > 0:
+            queues.append(event_log_queue(self.events_exchange, self.event_log_retention))
+        return queues

@@ -82,6 +82,18 @@ PARSED = [
     ("alert_queue_depth", "500", 500),
     ("metrics_port", "9100", 9100),
     ("replay_max_refail_ratio", "0.25", 0.25),
+    ("events_exchange", " shop.events ", "shop.events"),
+    ("events_source", "/shop/orders", "/shop/orders"),
+    ("subscriptions_file", "config/subscriptions.toml", "config/subscriptions.toml"),
+    ("max_message_bytes", "5000000", 5_000_000),
+    ("claim_check", "on", True),
+    ("blob_dir", "/var/lib/platform/blobs", "/var/lib/platform/blobs"),
+    ("event_log_retention", "3600", 3600.0),
+    ("event_log_retention", "0", 0.0),
+    ("subscriber_max_length", "10000", 10_000),
+    ("subscriber_max_age", "86400", 86400.0),
+    ("subscriber_overflow", "dead-letter", "dead-letter"),
+    ("subscriber_overflow", "Reject-Publish", "reject-publish"),
 ]
 
 
@@ -128,6 +140,12 @@ BAD_VALUES = {
     "PLATFORM_MANAGEMENT_URL": ["ftp://rabbit/", "rabbit:15672/api/", "amqp://rabbit"],
     "FLOWER_PORT": ["0", "-1", "http", "65536", "70000"],
     "FLOWER_BASIC_AUTH": ["admin", "admin:", ":secret", "admin:secret,ops"],
+    "PLATFORM_EVENTS_EXCHANGE": ["amq.topic", "events exchange", "a/b"],
+    "PLATFORM_MAX_MESSAGE_BYTES": ["100", "-1", "1MB"],
+    "PLATFORM_CLAIM_CHECK": ["sometimes"],
+    "PLATFORM_EVENT_LOG_RETENTION": ["-1", "7d"],
+    "PLATFORM_SUBSCRIBER_MAX_LENGTH": ["-5", "lots"],
+    "PLATFORM_SUBSCRIBER_OVERFLOW": ["drop-head", "reject"],
 }
 
 

@@ -1,0 +1,195 @@
+"""Events end to end: fan-out to per-service queues, competing workers, adding a
+subscriber by configuration, isolation of slow subscribers, schemas, claim-check.
+
+Real RabbitMQ (a fresh vhost per test) and real ``celery worker`` processes.
+Handlers (tests/support/event_handlers.py) write a ledger line per event handled;
+events are published by the public API (:mod:`tasks.events`) or, to show a
+producer in another language, as raw CloudEvents with a plain AMQP client.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.support.ledger import events as ledger_events
+from tests.support.messages import header
+from tests.support.wait import wait_for
+
+SERVICES = ("email", "analytics", "inventory")
+
+
+def write_subscriptions(path: Path, services: dict[str, str], **limits: dict[str, object]) -> Path:
+    """A subscriptions file: each service handles order.created with ``tests.events.<handler>``."""
+    lines = []
+    for service, handler in services.items():
+        lines.append(f"[services.{service}]")
+        lines.append(
+            f'events = {{ "order.created" = "tests.events.{handler}", "document.uploaded" = "tests.events.large" }}'
+        )
+        lines.append('modules = ["tests.support.event_handlers"]')
+        for key, value in limits.get(service, {}).items():
+            lines.append(f"{key} = {json.dumps(value)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def subscriptions(tmp_path: Path, platform_env: dict[str, str]) -> dict[str, str]:
+    """The three seed subscribers of order.created, in the test workers' environment."""
+    file = write_subscriptions(tmp_path / "subscriptions.toml", {s: s for s in SERVICES})
+    platform_env["PLATFORM_SUBSCRIPTIONS_FILE"] = str(file)
+    return platform_env
+
+
+@pytest.fixture
+def events_client(subscriptions: dict[str, str]):
+    """A publishing app on this test's vhost, with the subscriptions configured."""
+    import tests.support.event_handlers  # noqa: F401 - registers the test-only schemas
+    from config.app import create_app
+    from config.settings import load_settings
+
+    app = create_app(load_settings(subscriptions), main="test-events-client")
+    yield app
+    app.close()
+
+
+def handled(ledger: Path) -> list[tuple[str, str, str]]:
+    """``(service, event id, worker)`` for every ledger line a handler wrote."""
+    rows = []
+    for entry in ledger_events(ledger, "handled"):
+        service, event_id = entry.task_id.split(":", 1)
+        rows.append((service, event_id, entry.extra.split(" ")[1]))
+    return rows
+
+
+def order(n: int) -> dict[str, object]:
+    return {"order_id": f"o-{n}", "amount": 10.0 + n, "customer_email": f"c{n}@example.com"}
+
+
+def test_one_publish_reaches_three_subscribers_exactly_once_each(
+    vhost, events_client, start_worker, tmp_path: Path
+):
+    """Given email, analytics and inventory subscribed to order.created, when the
+    order service publishes 20 events, each service handles each event once."""
+    from tasks.events import publish
+
+    ledger = tmp_path / "ledger.txt"
+    start_worker(queues="email.events,analytics.events,inventory.events", concurrency=2)
+    ids = [publish("order.created", order(n), app=events_client) for n in range(20)]
+    wait_for(lambda: len(handled(ledger)) >= 60, message=lambda: f"60 handled, got {len(handled(ledger))}")
+    time.sleep(0.5)  # let any duplicate show up before counting
+    counts = Counter((service, event_id) for service, event_id, _ in handled(ledger))
+    assert counts == Counter({(s, i): 1 for s in SERVICES for i in ids})
+    for service in SERVICES:
+        assert vhost.depth(f"{service}.events") == 0
+        assert vhost.depth(f"{service}.events.dlq") == 0
+
+
+def test_two_workers_on_one_subscriber_queue_each_handle_an_event_once(
+    vhost, events_client, start_worker, tmp_path: Path
+):
+    """Two email workers compete on email.events: every event is handled by
+    exactly one of them, and both take part."""
+    from tasks.events import publish_many
+
+    ledger = tmp_path / "ledger.txt"
+    first = start_worker(queues="email.events", concurrency=1)
+    second = start_worker(queues="email.events", concurrency=1)
+    ids = publish_many([("order.created", order(n)) for n in range(40)], app=events_client)
+    email = lambda: [row for row in handled(ledger) if row[0] == "email"]  # noqa: E731
+    wait_for(lambda: len(email()) >= 40, message=lambda: f"40 handled by email, got {len(email())}")
+    time.sleep(0.5)
+    rows = email()
+    assert sorted(event_id for _, event_id, _ in rows) == sorted(ids)
+    workers = Counter(worker for _, _, worker in rows)
+    assert {w.split("@")[0] for w in workers} == {first.name, second.name}
+
+
+def test_a_subscriber_is_added_by_configuration_only(
+    vhost, subscriptions, events_client, start_worker, tmp_path: Path
+):
+    """The order service keeps publishing with the same app and code; an operator
+    adds fraud to the subscriptions file and starts its worker: fraud gets every
+    event published from then on, and email still gets all of them."""
+    from tasks.events import publish
+
+    ledger = tmp_path / "ledger.txt"
+    start_worker(queues="email.events", concurrency=1)
+    before = [publish("order.created", order(n), app=events_client) for n in range(5)]
+    file = write_subscriptions(
+        tmp_path / "subscriptions-with-fraud.toml", {**{s: s for s in SERVICES}, "fraud": "fraud"}
+    )
+    start_worker(queues="fraud.events", concurrency=1, PLATFORM_SUBSCRIPTIONS_FILE=str(file))
+    after = [publish("order.created", order(n), app=events_client) for n in range(5, 10)]
+    by = lambda service: sorted(i for s, i, _ in handled(ledger) if s == service)  # noqa: E731
+    wait_for(lambda: len(by("email")) == 10 and len(by("fraud")) == 5, message=lambda: f"{handled(ledger)}")
+    assert by("fraud") == sorted(after)
+    assert by("email") == sorted(before + after)
+    assert vhost.depth("fraud.events.dlq") == 0
+
+
+def test_a_slow_or_stopped_subscriber_does_not_slow_the_others(
+    vhost, tmp_path: Path, platform_env: dict[str, str], start_worker
+):
+    """analytics handles an event per second and inventory has no worker at all;
+    email still handles 30 events as fast as alone, while inventory's queue holds
+    all 30 and analytics is far behind."""
+    from config.app import create_app
+    from config.settings import load_settings
+    from tasks.events import publish_many
+
+    file = write_subscriptions(
+        tmp_path / "subscriptions.toml", {"email": "email", "analytics": "slow", "inventory": "inventory"}
+    )
+    env = {**platform_env, "PLATFORM_SUBSCRIPTIONS_FILE": str(file)}
+    app = create_app(load_settings(env), main="test-events-slow")
+    ledger = tmp_path / "ledger.txt"
+    try:
+        start_worker(queues="email.events", concurrency=1, PLATFORM_SUBSCRIPTIONS_FILE=str(file))
+        start_worker(queues="analytics.events", concurrency=1, PLATFORM_SUBSCRIPTIONS_FILE=str(file))
+        started = time.monotonic()
+        publish_many([("order.created", order(n)) for n in range(30)], app=app)
+        email = lambda: [r for r in handled(ledger) if r[0] == "email"]  # noqa: E731
+        wait_for(lambda: len(email()) == 30, timeout=15, message=lambda: f"email: {len(email())} of 30")
+        elapsed = time.monotonic() - started
+        slow_done = len([r for r in handled(ledger) if r[0] == "slow"])
+        assert elapsed < 10, f"email took {elapsed:.1f}s for 30 events"
+        assert slow_done < 15
+        assert vhost.depth("inventory.events") == 30
+    finally:
+        app.close()
+
+
+def test_a_cloud_event_from_another_language_is_handled_and_retried_through_its_ladder(
+    vhost, tmp_path: Path, platform_env: dict[str, str], start_worker
+):
+    """A producer with a plain AMQP client publishes a binary-mode CloudEvent to
+    the events exchange; the subscriber's flaky handler times out once, the event
+    waits in flaky.events.retry.1 and is handled on the second attempt."""
+    file = write_subscriptions(tmp_path / "subscriptions.toml", {"flaky": "flaky"})
+    ledger = tmp_path / "ledger.txt"
+    start_worker(queues="flaky.events", concurrency=1, PLATFORM_SUBSCRIPTIONS_FILE=str(file))
+    event_id = str(uuid.uuid4())
+    body = json.dumps({"order_id": "o-go", "amount": 5}).encode()
+    vhost.publish(
+        "order.created",
+        body,
+        exchange="platform.events",
+        headers={
+            "cloudEvents_specversion": "1.0",
+            "cloudEvents_id": event_id,
+            "cloudEvents_source": "/go/checkout",
+            "cloudEvents_type": "order.created",
+        },
+    )
+    wait_for(lambda: handled(ledger), message="the event to be handled")
+    [(service, handled_id, _)] = handled(ledger)
+    assert (service, handled_id) == ("flaky", event_id)
+    assert [e.extra for e in ledger_events(ledger, "attempt")] == ["0", "1"]
+    assert vhost.depth("flaky.events.dlq") == 0

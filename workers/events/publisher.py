@@ -1,0 +1,277 @@
+"""Publish events to the events exchange, confirmed by the broker.
+
+One event: a pooled connection of the app, one confirm. Many events: a
+dedicated channel in confirm mode with up to ``window`` unconfirmed messages
+in flight (the pattern of :mod:`workers.batch`), returning once all are
+confirmed. Either way the events exchange and the event log stream are
+declared first (idempotent, cached per connection), so an event is kept in
+the log even before any subscriber exists.
+
+An event is routed by its type to every bound subscriber queue. A
+``reject-publish`` subscriber queue that is full makes the broker nack the
+publish while the other subscribers still get it; publishing again with the
+same event id is safe (subscribers are idempotent by event id).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import weakref
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import amqp
+from kombu import Exchange
+
+from config.topology import event_log, event_log_arguments
+from workers.errors import PermanentError, PublishError
+from workers.events.blobs import BlobStore, claim_check_body, open_blob_store
+from workers.events.envelope import CLAIM_CHECK_ATTRIBUTE, CloudEvent
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from config.settings import Settings
+
+#: Unconfirmed events allowed in flight by :func:`publish_many`.
+DEFAULT_WINDOW = 500
+
+
+class EventTooLarge(PermanentError):
+    """An event's body is over the size limit and claim-check is off."""
+
+
+@dataclass(frozen=True)
+class OutgoingEvent:
+    """An event ready for the wire: its attributes and its body bytes."""
+
+    event: CloudEvent
+    body: bytes
+
+    def headers(self) -> dict[str, str]:
+        return self.event.headers()
+
+    def properties(self) -> dict[str, Any]:
+        return {**self.event.properties(), "timestamp": int(time.time())}
+
+
+def encode_data(data: Any) -> bytes:
+    """JSON bytes of an event's data (compact, UTF-8)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def apply_size_limit(
+    outgoing: OutgoingEvent, settings: Settings, store: BlobStore | None = None
+) -> OutgoingEvent:
+    """``outgoing`` within ``settings.max_message_bytes``: as is, claim-checked, or refused.
+
+    Raises:
+        EventTooLarge: the body is over the limit and claim-check is off.
+    """
+    size = len(outgoing.body)
+    if size <= settings.max_message_bytes:
+        return outgoing
+    if not settings.claim_check:
+        raise EventTooLarge(
+            f"event {outgoing.event.type} {outgoing.event.id}: body of {size} bytes is over the "
+            f"limit of {settings.max_message_bytes} bytes (PLATFORM_MAX_MESSAGE_BYTES); send less "
+            "data, or turn on claim-check (PLATFORM_CLAIM_CHECK=true) to pass a reference instead"
+        )
+    store = store or open_blob_store(settings.blob_dir)
+    reference = store.put(outgoing.event.id, outgoing.body)
+    extensions = {**outgoing.event.extensions, CLAIM_CHECK_ATTRIBUTE: reference}
+    return OutgoingEvent(
+        replace(outgoing.event, extensions=extensions), claim_check_body(reference, outgoing.body)
+    )
+
+
+def publish_one(app: Celery, outgoing: OutgoingEvent) -> None:
+    """Publish one event and wait for the broker's confirm.
+
+    Raises:
+        PublishError: the broker nacked it (a full subscriber queue), did not
+            confirm in time, or could not be reached.
+    """
+    settings = app.conf.platform_settings
+    exchange = Exchange(settings.events_exchange, "topic", durable=True)
+    try:
+        with app.producer_pool.acquire(block=True, timeout=settings.publish_timeout) as producer:
+            _declare(producer.channel, settings)
+            producer.publish(
+                outgoing.body,
+                exchange=exchange,
+                routing_key=outgoing.event.type,
+                headers=outgoing.headers(),
+                serializer=None,
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.5},
+                timeout=settings.publish_timeout,
+                confirm_timeout=settings.publish_timeout,
+                **outgoing.properties(),
+            )
+    except Exception as exc:
+        raise PublishError(_explain(outgoing.event, exc)) from exc
+
+
+#: Connections on which the events exchange and log are declared (and with what).
+_declared: weakref.WeakKeyDictionary[Any, tuple[str, float]] = weakref.WeakKeyDictionary()
+
+
+def _declare(channel: Any, settings: Settings) -> None:
+    """Declare the events exchange and the event log once per connection."""
+    key = (settings.events_exchange, settings.event_log_retention)
+    if _declared.get(channel.connection) == key:
+        return
+    channel.exchange_declare(settings.events_exchange, "topic", durable=True, auto_delete=False)
+    if settings.event_log_retention > 0:
+        log = event_log(settings.events_exchange)
+        channel.queue_declare(
+            log, durable=True, auto_delete=False, arguments=event_log_arguments(settings.event_log_retention)
+        )
+        channel.queue_bind(log, settings.events_exchange, "#")
+    _declared[channel.connection] = key
+
+
+def _explain(event: CloudEvent, exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if "nack" in text.lower():
+        return (
+            f"the broker refused event {event.type} {event.id}: a subscriber queue is full "
+            "(reject-publish); the other subscribers got it, and publishing it again with the same "
+            "id is safe"
+        )
+    return f"event {event.type} {event.id} was not confirmed by the broker: {text}"
+
+
+class _Confirms:
+    """Outstanding delivery tags of one confirm-mode channel."""
+
+    def __init__(self) -> None:
+        self.next_tag = 1
+        self.outstanding: dict[int, CloudEvent] = {}
+        self.nacked: list[CloudEvent] = []
+
+    def sent(self, event: CloudEvent) -> None:
+        self.outstanding[self.next_tag] = event
+        self.next_tag += 1
+
+    def settle(self, tag: int, multiple: bool, nacked: bool) -> None:
+        tags = [t for t in self.outstanding if t <= tag] if multiple else [tag]
+        for settled in tags:
+            event = self.outstanding.pop(settled, None)
+            if nacked and event is not None:
+                self.nacked.append(event)
+
+
+def publish_many(
+    app: Celery,
+    events: Iterable[OutgoingEvent],
+    window: int = DEFAULT_WINDOW,
+    timeout: float | None = None,
+    exchange: str | None = None,
+    routing_key: str | None = None,
+) -> int:
+    """Publish every event, pipelined, and return once all are confirmed.
+
+    Args:
+        app: the platform app (broker URL and settings).
+        events: the events to publish.
+        window: unconfirmed events allowed in flight.
+        timeout: seconds to wait for confirms (default: the publish timeout).
+        exchange: where to publish (default: the events exchange).
+        routing_key: fixed routing key (default: each event's type).
+
+    Returns:
+        How many events were published.
+
+    Raises:
+        PublishError: some events were nacked or not confirmed; the message
+            says how many and which.
+    """
+    settings = app.conf.platform_settings
+    timeout = settings.publish_timeout if timeout is None else timeout
+    target = settings.events_exchange if exchange is None else exchange
+    connection = connect(app)
+    confirms = _Confirms()
+    sent = 0
+    try:
+        channel = connection.channel()
+        _declare(channel, settings)
+        channel.confirm_select()
+        channel.events["basic_ack"].add(lambda tag, multiple: confirms.settle(tag, multiple, False))
+        channel.events["basic_nack"].add(lambda tag, multiple: confirms.settle(tag, multiple, True))
+        for outgoing in events:
+            message = amqp.Message(
+                outgoing.body, application_headers=outgoing.headers(), **outgoing.properties()
+            )
+            channel.basic_publish(message, target, routing_key or outgoing.event.type)
+            confirms.sent(outgoing.event)
+            sent += 1
+            while len(confirms.outstanding) >= window:
+                _drain(connection, timeout, confirms)
+        while confirms.outstanding:
+            _drain(connection, timeout, confirms)
+    except (OSError, amqp.exceptions.AMQPError) as exc:
+        raise PublishError(
+            f"publishing events interrupted after {sent} ({sent - len(confirms.outstanding)} confirmed): {exc}"
+        ) from exc
+    finally:
+        close_quietly(connection)
+    if confirms.nacked:
+        ids = ", ".join(event.id for event in confirms.nacked[:5])
+        raise PublishError(
+            f"the broker refused {len(confirms.nacked)} of {sent} events (a subscriber queue is full); "
+            f"the other subscribers got them, publishing them again is safe: {ids}"
+        )
+    return sent
+
+
+def connect(app: Celery) -> amqp.Connection:
+    """A fresh py-amqp connection to the app's broker.
+
+    Raises:
+        PublishError: the broker can't be reached.
+    """
+    settings = app.conf.platform_settings
+    url = app.connection_for_write()
+    try:
+        connection = amqp.Connection(
+            f"{url.hostname or '127.0.0.1'}:{url.port or 5672}",
+            userid=url.userid or "guest",
+            password=url.password or "guest",
+            virtual_host=url.virtual_host or "/",
+            connect_timeout=settings.publish_timeout,
+        )
+        connection.connect()
+    except (OSError, amqp.exceptions.AMQPError) as exc:
+        raise PublishError(f"could not connect to the broker at {url.as_uri()}: {exc}") from exc
+    return connection
+
+
+def close_quietly(connection: amqp.Connection) -> None:
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001 - closing a broken connection
+        pass
+
+
+def _drain(connection: amqp.Connection, timeout: float, confirms: _Confirms) -> None:
+    deadline = time.monotonic() + timeout
+    before = len(confirms.outstanding)
+    while len(confirms.outstanding) == before:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise PublishError(
+                f"{before} events not confirmed within {timeout}s; they may or may not have reached the broker"
+            )
+        try:
+            connection.drain_events(timeout=remaining)
+        except TimeoutError:
+            continue
+
+
+def outgoing_events(events: Sequence[tuple[CloudEvent, bytes]]) -> list[OutgoingEvent]:
+    """Pair attributes and bodies (a small convenience for callers)."""
+    return [OutgoingEvent(event, body) for event, body in events]
