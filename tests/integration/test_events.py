@@ -193,3 +193,86 @@ def test_a_cloud_event_from_another_language_is_handled_and_retried_through_its_
     assert (service, handled_id) == ("flaky", event_id)
     assert [e.extra for e in ledger_events(ledger, "attempt")] == ["0", "1"]
     assert vhost.depth("flaky.events.dlq") == 0
+
+
+def raw_cloud_event(vhost, event_type: str, data: bytes, event_id: str | None = None) -> str:
+    """Publish a binary-mode CloudEvent with a plain AMQP client, as a foreign producer would."""
+    event_id = event_id or str(uuid.uuid4())
+    vhost.publish(
+        event_type,
+        data,
+        exchange="platform.events",
+        headers={
+            "cloudEvents_specversion": "1.0",
+            "cloudEvents_id": event_id,
+            "cloudEvents_source": "/elsewhere",
+            "cloudEvents_type": event_type,
+        },
+    )
+    return event_id
+
+
+def test_an_invalid_event_is_dead_lettered_at_once_with_its_schema_version(
+    vhost, subscriptions, start_worker, tmp_path: Path
+):
+    """An order.created whose amount is negative fails validation: email.events.dlq
+    holds it after one attempt, body byte for byte, CloudEvents headers kept, and
+    the schema version and the reason in its headers."""
+    ledger = tmp_path / "ledger.txt"
+    start_worker(queues="email.events", concurrency=1)
+    body = b'{"order_id": "o-bad", "amount": -5}'
+    event_id = raw_cloud_event(vhost, "order.created", body)
+    wait_for(lambda: vhost.depth("email.events.dlq") == 1, message="the dead letter")
+    [dead] = vhost.take_all("email.events.dlq")
+    assert dead.body == body
+    assert header(dead, "x-error-class") == "permanent"
+    assert header(dead, "x-error-type") == "tasks.events.handlers.EventSchemaError"
+    assert "amount: Input should be greater than 0" in header(dead, "x-error-message")
+    assert header(dead, "x-event-schema-version") == 1
+    assert header(dead, "x-event-type") == "order.created"
+    assert header(dead, "x-task-id") == f"email:{event_id}"
+    assert header(dead, "x-original-queue") == "email.events"
+    assert header(dead, "x-retry-count") == 0
+    assert header(dead, "cloudEvents_id") == event_id
+    assert handled(ledger) == []
+    assert vhost.depth("email.events") == 0
+
+
+def test_a_5_mb_payload_round_trips_with_claim_check_and_is_refused_without(
+    vhost, tmp_path: Path, platform_env: dict[str, str], start_worker
+):
+    """Without claim-check, publishing 5 MB raises EventTooLarge and sends nothing;
+    with it, the message carries only a reference (the CloudEvents extension
+    ``claimcheck``), the handler gets all 5 MB, and the blob stays in the store
+    after one subscriber handled it (another still points to it)."""
+    import tests.support.event_handlers  # noqa: F401 - registers document.uploaded
+    from config.app import create_app
+    from config.settings import load_settings
+    from tasks.events import EventTooLarge, publish
+
+    file = write_subscriptions(tmp_path / "subscriptions.toml", {"email": "email", "analytics": "analytics"})
+    blobs = tmp_path / "blobs"
+    env = {**platform_env, "PLATFORM_SUBSCRIPTIONS_FILE": str(file), "PLATFORM_BLOB_DIR": str(blobs)}
+    note = "x" * (5 * 1024 * 1024)
+    refusing = create_app(load_settings(env), main="test-events-no-claim-check")
+    claiming = create_app(
+        load_settings({**env, "PLATFORM_CLAIM_CHECK": "true"}), main="test-events-claim-check"
+    )
+    ledger = tmp_path / "ledger.txt"
+    try:
+        start_worker(queues="email.events", concurrency=1, **env)
+        with pytest.raises(EventTooLarge, match="over the limit of 1048576 bytes"):
+            publish("document.uploaded", {"name": "big", "note": note}, app=refusing)
+        assert vhost.depth("email.events") == 0
+        event_id = publish("document.uploaded", {"name": "big", "note": note}, app=claiming)
+        wait_for(lambda: ledger_events(ledger, "handled"), message="the large event to be handled")
+        [entry] = ledger_events(ledger, "handled")
+        assert entry.task_id == f"email:{event_id}"
+        assert entry.extra == f"large {len(note)}"
+        assert [path.name for path in blobs.iterdir()] == [f"{event_id}.blob"]
+        [waiting] = vhost.take_all("analytics.events")  # analytics has no worker: look at the wire
+        assert len(waiting.body) < 200
+        assert header(waiting, "cloudEvents_claimcheck") == f"{event_id}.blob"
+    finally:
+        refusing.close()
+        claiming.close()
