@@ -764,3 +764,18 @@ def audit(run_dir: str | Path, action: str, queue: str, who: str, **details: Any
         out.write(json.dumps(record, sort_keys=True) + "\n")
     logger.info("dlq audit: %s", json.dumps(record, sort_keys=True))
     return record
+
+
+#: Most dead letters read for a summary (metrics, alerts, pages).
+SUMMARY_SCAN_LIMIT = 10_000
+
+
+def summarize(
+    connection: Connection, queue: str, now: datetime | None = None, limit: int = SUMMARY_SCAN_LIMIT
+) -> DlqStats:
+    """Browse the head of ``queue``'s DLQ (at most ``limit`` letters) and compute its stats.
+
+    Raises:
+        UnknownQueue: the DLQ does not exist.
+    """
+    return dlq_stats(queue, browse(connection, queue, limit=limit), now or datetime.now(UTC))

@@ -1,0 +1,220 @@
+"""Prometheus metrics of the platform's queues: ``python -m workers.metrics``.
+
+Serves the text exposition format at ``/metrics`` on ``PLATFORM_METRICS_PORT``:
+
+- ``platform_queue_messages_ready`` / ``_unacked`` / ``platform_queue_consumers``
+  for every work, retry, dead-letter and subscriber queue (management API);
+- ``platform_dead_letter_oldest_age_seconds`` and
+  ``platform_dead_letter_inflow_last_hour`` per dead-letter queue, from the
+  dead letters' own headers (browsed without side effects; only non-empty DLQs,
+  at most :data:`workers.dlq.SUMMARY_SCAN_LIMIT` each);
+- ``platform_consumer_lag_messages`` per consumed queue, work or subscriber
+  (ready + unacked: what its consumers have not finished);
+- ``platform_metrics_up``: 1 when the broker and its management API answered.
+
+Inflow is counted from ``x-last-failed-at``: dead letters that entered the DLQ
+in the last hour and are still there (a replay or purge lowers it). The alert
+rules in compose/prometheus/alerts.yml use these names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from amqp.exceptions import AMQPError
+from kombu import Connection
+from kombu.exceptions import OperationalError
+
+from workers import dlq
+from workers.queue_stats import (
+    DEAD_LETTER,
+    INTERNAL,
+    SUBSCRIBER,
+    WORK,
+    ManagementError,
+    QueueStat,
+    fetch_queues,
+    queue_stats,
+    vhost_of,
+)
+
+if TYPE_CHECKING:
+    from config.settings import Settings
+    from config.topology import Topology
+
+logger = logging.getLogger(__name__)
+
+#: name -> (type, help) of every series served.
+METRICS: Mapping[str, tuple[str, str]] = {
+    "platform_queue_messages_ready": ("gauge", "Messages ready for delivery in the queue."),
+    "platform_queue_messages_unacked": ("gauge", "Messages delivered and not yet acknowledged."),
+    "platform_queue_consumers": ("gauge", "Consumers of the queue."),
+    "platform_dead_letter_oldest_age_seconds": (
+        "gauge",
+        "Age of the oldest dead letter in the DLQ (0 when empty).",
+    ),
+    "platform_dead_letter_inflow_last_hour": (
+        "gauge",
+        "Dead letters that entered the DLQ in the last hour and are still there.",
+    ),
+    "platform_consumer_lag_messages": (
+        "gauge",
+        "Messages the consumers of a work or subscriber queue have not finished (ready + unacked).",
+    ),
+    "platform_metrics_up": ("gauge", "1 when the broker and its management API answered this scrape."),
+}
+
+#: Content type of the Prometheus text format.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One value of one series."""
+
+    name: str
+    value: float
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def queue_samples(stats: Iterable[QueueStat]) -> list[Sample]:
+    """Depth, unacked, consumers (and lag for subscriber queues) of every platform queue."""
+    samples = []
+    for stat in stats:
+        if stat.kind == INTERNAL:
+            continue
+        labels = {"queue": stat.name, "kind": stat.kind, "work_queue": stat.work_queue}
+        samples += [
+            Sample("platform_queue_messages_ready", stat.ready, labels),
+            Sample("platform_queue_messages_unacked", stat.unacked, labels),
+            Sample("platform_queue_consumers", stat.consumers, labels),
+        ]
+        if stat.kind in (WORK, SUBSCRIBER):
+            samples.append(
+                Sample("platform_consumer_lag_messages", stat.ready + stat.unacked, {"queue": stat.name})
+            )
+    return samples
+
+
+def dead_letter_samples(stats: dlq.DlqStats) -> list[Sample]:
+    """Oldest age and inflow of one DLQ."""
+    labels = {"queue": stats.dead_letter_queue, "work_queue": stats.queue}
+    return [
+        Sample("platform_dead_letter_oldest_age_seconds", stats.oldest_age_seconds or 0.0, labels),
+        Sample("platform_dead_letter_inflow_last_hour", stats.inflow_last_hour, labels),
+    ]
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _number(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def render(samples: Sequence[Sample]) -> str:
+    """The Prometheus text exposition of ``samples``, grouped by series (pure)."""
+    lines = []
+    for name, (kind, help_text) in METRICS.items():
+        series = [sample for sample in samples if sample.name == name]
+        if not series:
+            continue
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for sample in series:
+            labels = ",".join(
+                f'{key}="{_escape(str(value))}"' for key, value in sorted(sample.labels.items())
+            )
+            lines.append(
+                f"{name}{{{labels}}} {_number(sample.value)}" if labels else f"{name} {_number(sample.value)}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def collect(settings: Settings, topology: Topology, now: datetime | None = None) -> list[Sample]:
+    """Every sample, read from the management API and the DLQs' headers now."""
+    now = now or datetime.now(UTC)
+    samples: list[Sample] = []
+    try:
+        stats = queue_stats(fetch_queues(settings.management_url, vhost_of(settings.broker_url)), topology)
+        samples += queue_samples(stats)
+        with Connection(settings.broker_url, connect_timeout=settings.publish_timeout) as connection:
+            for stat in stats:
+                if stat.kind != DEAD_LETTER or stat.work_queue not in topology:
+                    continue
+                if stat.ready + stat.unacked == 0:
+                    samples += dead_letter_samples(dlq.dlq_stats(stat.work_queue, [], now))
+                else:
+                    samples += dead_letter_samples(dlq.summarize(connection, stat.work_queue, now))
+    except (ManagementError, OperationalError, OSError, AMQPError, dlq.UnknownQueue) as exc:
+        logger.warning("metrics: %s", exc)
+        samples.append(Sample("platform_metrics_up", 0))
+        return samples
+    samples.append(Sample("platform_metrics_up", 1))
+    return samples
+
+
+def make_handler(settings: Settings, topology: Topology) -> type[BaseHTTPRequestHandler]:
+    """A request handler class serving ``/metrics`` for these settings."""
+
+    class MetricsHandler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] != "/metrics":
+                self.send_error(404, "only /metrics is served here")
+                return
+            body = render(collect(settings, topology)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logger.debug("%s " + format, self.address_string(), *args)
+
+    return MetricsHandler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Serve ``/metrics`` until interrupted."""
+    from config.app import create_app
+    from config.settings import SettingsError, load_settings
+
+    parser = argparse.ArgumentParser(prog="python -m workers.metrics", description=__doc__.splitlines()[0])
+    parser.add_argument("--address", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: PLATFORM_METRICS_PORT)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    topology = create_app(settings, main="metrics").conf.platform_topology
+    server = ThreadingHTTPServer(
+        (args.address, args.port or settings.metrics_port), make_handler(settings, topology)
+    )
+    logger.info("metrics at http://%s:%s/metrics", *server.server_address[:2])
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

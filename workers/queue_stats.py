@@ -1,0 +1,119 @@
+"""Queue depths and consumers from the RabbitMQ management API (no CLI, no HTTP server).
+
+One GET of ``/api/queues/<vhost>`` gives every queue's ready and unacked
+messages and its consumers; :func:`classify` says what each queue is to the
+platform (work, retry, dead-letter, subscriber, or the broker's/Celery's own).
+The management API refreshes these numbers every few seconds
+(``collect_statistics_interval``, 5 s by default), so they lag a little.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from config.topology import Topology
+
+#: Queues that belong to Celery or RabbitMQ, not to the platform's work.
+INTERNAL_PREFIXES = ("celery.pidbox", "celeryev.", "amq.", "celery@")
+INTERNAL_SUFFIXES = (".reply.celery.pidbox", ".celery.pidbox")
+
+WORK = "work"
+RETRY = "retry"
+DEAD_LETTER = "dead-letter"
+SUBSCRIBER = "subscriber"
+INTERNAL = "internal"
+
+
+class ManagementError(RuntimeError):
+    """The management API could not be reached or answered with an error."""
+
+
+@dataclass(frozen=True)
+class QueueStat:
+    """One queue as the management API sees it."""
+
+    name: str
+    #: work, retry, dead-letter, subscriber or internal.
+    kind: str
+    #: The work queue a retry or dead-letter queue serves (the queue itself otherwise).
+    work_queue: str
+    ready: int
+    unacked: int
+    consumers: int
+
+
+def classify(name: str, topology: Topology) -> tuple[str, str]:
+    """(kind, work queue) of queue ``name`` under ``topology``."""
+    for work_queue in topology.work_queues:
+        if name == work_queue.name:
+            return WORK, name
+        if name == work_queue.dead_letter_queue:
+            return DEAD_LETTER, work_queue.name
+        if name in work_queue.retry_queues:
+            return RETRY, work_queue.name
+    if name.startswith(INTERNAL_PREFIXES) or name.endswith(INTERNAL_SUFFIXES):
+        return INTERNAL, name
+    if name.endswith(".dlq"):
+        return DEAD_LETTER, name[: -len(".dlq")]
+    return SUBSCRIBER, name
+
+
+def queue_stats(raw: Iterable[Mapping[str, Any]], topology: Topology) -> list[QueueStat]:
+    """Typed stats from the management API's queue objects, sorted by name (pure)."""
+    stats = []
+    for queue in raw:
+        name = str(queue.get("name", ""))
+        kind, work_queue = classify(name, topology)
+        stats.append(
+            QueueStat(
+                name=name,
+                kind=kind,
+                work_queue=work_queue,
+                ready=int(queue.get("messages_ready") or 0),
+                unacked=int(queue.get("messages_unacknowledged") or 0),
+                consumers=int(queue.get("consumers") or 0),
+            )
+        )
+    return sorted(stats, key=lambda stat: stat.name)
+
+
+def vhost_of(broker_url: str) -> str:
+    """The vhost of an AMQP URL (``/`` when the path is empty)."""
+    path = urllib.parse.urlparse(broker_url).path
+    return urllib.parse.unquote(path[1:]) if len(path) > 1 else "/"
+
+
+def fetch_queues(management_url: str, vhost: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+    """The management API's queue objects of ``vhost``.
+
+    Args:
+        management_url: the API root, e.g. ``http://user:pass@host:15672/api/``
+            (credentials in the URL; ``guest:guest`` when there are none).
+        vhost: the virtual host.
+        timeout: seconds for the whole request.
+
+    Raises:
+        ManagementError: unreachable, refused, or not JSON.
+    """
+    parsed = urllib.parse.urlparse(management_url)
+    user = urllib.parse.unquote(parsed.username or "guest")
+    password = urllib.parse.unquote(parsed.password or "guest")
+    netloc = parsed.hostname or "127.0.0.1"
+    if parsed.port:
+        netloc = f"{netloc}:{parsed.port}"
+    base = parsed._replace(netloc=netloc).geturl().rstrip("/")
+    columns = "name,messages_ready,messages_unacknowledged,consumers"
+    url = f"{base}/queues/{urllib.parse.quote(vhost, safe='')}?columns={columns}"
+    request = urllib.request.Request(url)
+    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return list(json.loads(response.read()))
+    except (OSError, ValueError) as exc:
+        raise ManagementError(f"management API at {parsed.hostname}:{parsed.port or 80}: {exc}") from exc
