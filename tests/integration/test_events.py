@@ -276,3 +276,50 @@ def test_a_5_mb_payload_round_trips_with_claim_check_and_is_refused_without(
     finally:
         refusing.close()
         claiming.close()
+
+
+def test_a_subscriber_queue_at_its_length_limit_refuses_or_dead_letters_as_configured(
+    vhost, tmp_path: Path, platform_env: dict[str, str], start_worker
+):
+    """email (limit 3, reject-publish) and analytics (limit 3, dead-letter) have no
+    worker. Three events fit; once email is full the next publish is nacked, so
+    the publisher gets a PublishError, while analytics dropped its oldest events to
+    analytics.events.dlq (the refused event reached analytics too)."""
+    from config.app import create_app
+    from config.settings import load_settings
+    from tasks.events import publish
+    from workers.errors import PublishError
+
+    file = write_subscriptions(
+        tmp_path / "subscriptions.toml",
+        {"email": "email", "analytics": "analytics"},
+        email={"max_length": 3, "overflow": "reject-publish"},
+        analytics={"max_length": 3, "overflow": "dead-letter"},
+    )
+    env = {**platform_env, "PLATFORM_SUBSCRIPTIONS_FILE": str(file)}
+    app = create_app(load_settings(env), main="test-events-bounded")
+    try:
+        from workers.broker import declare_topology
+
+        with app.connection_for_write() as connection:
+            declare_topology(connection, app.conf.platform_topology)
+        ids = [publish("order.created", order(n), app=app) for n in range(3)]
+        # A quorum queue refuses once it holds more than its limit, so it may
+        # take one more (RabbitMQ 3.10); the publish after that is refused.
+        refused = None
+        for n in range(3, 6):
+            try:
+                ids.append(publish("order.created", order(n), app=app))
+            except PublishError as exc:
+                refused = exc
+                break
+        assert refused is not None and "a subscriber queue is full" in str(refused)
+        assert len(ids) in (3, 4)
+        assert vhost.depth("email.events") == len(ids)
+        kept = vhost.depth("analytics.events")
+        dropped = vhost.take_all("analytics.events.dlq")
+        assert kept in (3, 4)
+        assert [header(m, "cloudEvents_id") for m in dropped] == ids[: len(ids) + 1 - kept]
+        assert {header(m, "x-death")[0]["reason"] for m in dropped} == {"maxlen"}
+    finally:
+        app.close()

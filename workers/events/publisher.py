@@ -105,8 +105,9 @@ def publish_one(app: Celery, outgoing: OutgoingEvent) -> None:
                 routing_key=outgoing.event.type,
                 headers=outgoing.headers(),
                 serializer=None,
-                retry=True,
-                retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.5},
+                # kombu's retry would publish a nacked event again (to every
+                # subscriber); the caller decides, with the same event id.
+                retry=False,
                 timeout=settings.publish_timeout,
                 confirm_timeout=settings.publish_timeout,
                 **outgoing.properties(),
@@ -134,9 +135,20 @@ def _declare(channel: Any, settings: Settings) -> None:
     _declared[channel.connection] = key
 
 
+def _nacked(exc: BaseException | None) -> bool:
+    """Whether the broker nacked the publish (py-amqp's MessageNacked, maybe wrapped by kombu)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if "nack" in type(exc).__name__.lower() or "nack" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
 def _explain(event: CloudEvent, exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
-    if "nack" in text.lower():
+    if _nacked(exc):
         return (
             f"the broker refused event {event.type} {event.id}: a subscriber queue is full "
             "(reject-publish); the other subscribers got it, and publishing it again with the same "
