@@ -6,6 +6,7 @@ Under ``CI=true`` a missing broker fails the test instead of skipping it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -16,11 +17,14 @@ import pytest
 from tests.bench.cases import CASES, NOT_BUILT
 from tests.bench.processes import ROOT
 from tests.conftest import require_broker
+from tests.support.broker import in_ci
 
 #: Verdicts a ratio may have.
 RATIO_VERDICTS = {"PASS", "MISS", "INFO", "ERROR"}
 #: Verdicts a built case may have.
 CASE_VERDICTS = {"PASS", "MISS", "INFO", "ERROR"}
+#: Packages of the project's ``bench`` extra that the suite needs.
+BENCH_EXTRA = ("matplotlib", "dramatiq", "pyinstrument", "psutil")
 #: Seconds the quick suite may take here before the test gives up (it aims at under 120).
 QUICK_TIMEOUT = 420
 
@@ -29,6 +33,12 @@ QUICK_TIMEOUT = 420
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
     """Run ``python -m tests.bench --quick`` once into a temporary folder."""
     require_broker()
+    missing = [name for name in BENCH_EXTRA if importlib.util.find_spec(name) is None]
+    if missing:
+        problem = f"the bench extra is not installed ({', '.join(missing)}): pip install -e '.[dev,bench]'"
+        if in_ci():
+            pytest.fail(f"CI=true and the benchmarks are required: {problem}")
+        pytest.skip(problem)
     folder = tmp_path_factory.mktemp("bench")
     done = subprocess.run(
         [sys.executable, "-m", "tests.bench", "--quick", "--out", str(folder)],
