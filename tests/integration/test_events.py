@@ -323,3 +323,46 @@ def test_a_subscriber_queue_at_its_length_limit_refuses_or_dead_letters_as_confi
         assert {header(m, "x-death")[0]["reason"] for m in dropped} == {"maxlen"}
     finally:
         app.close()
+
+
+def test_backfill_of_100_past_events_while_20_new_arrive_handles_all_120_once(
+    vhost, subscriptions, events_client, start_worker, tmp_path: Path
+):
+    """100 order.created events are in the event log before fraud subscribes.
+    Fraud is added by configuration, its worker starts, and `pubsub backfill fraud
+    --from-start` runs while 20 more events are published: fraud handles all 120,
+    each exactly once (events that came both ways were absorbed by idempotency)."""
+    import subprocess
+    import sys
+
+    from tasks.events import publish, publish_many
+    from tests.support.worker import ROOT
+
+    ledger = tmp_path / "ledger.txt"
+    past = publish_many([("order.created", order(n)) for n in range(100)], app=events_client)
+    file = write_subscriptions(tmp_path / "with-fraud.toml", {**{s: s for s in SERVICES}, "fraud": "fraud"})
+    env = {**subscriptions, "PLATFORM_SUBSCRIPTIONS_FILE": str(file)}
+    # One process: a live copy and a backfilled copy of one event never run at
+    # the same moment (the idempotency check is not a lock).
+    start_worker(queues="fraud.events", concurrency=1, PLATFORM_SUBSCRIPTIONS_FILE=str(file))
+    backfill = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "pubsub", "backfill", "fraud", "--from-start"],
+        env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    new = []
+    for n in range(100, 120):
+        new.append(publish("order.created", order(n), app=events_client))
+        time.sleep(0.02)
+    out, err = backfill.communicate(timeout=120)
+    assert backfill.returncode == 0, err
+    assert "backfilled" in out
+    fraud = lambda: [i for s, i, _ in handled(ledger) if s == "fraud"]  # noqa: E731
+    wait_for(
+        lambda: len(set(fraud())) >= 120, timeout=60, message=lambda: f"fraud: {len(set(fraud()))} of 120"
+    )
+    wait_for(lambda: vhost.depth("fraud.events") == 0, message="fraud.events to drain")
+    time.sleep(0.5)
+    counts = Counter(fraud())
+    assert set(counts) == set(past + new)
+    assert max(counts.values()) == 1, [i for i, c in counts.items() if c > 1]
+    assert vhost.depth("fraud.events.dlq") == 0

@@ -157,15 +157,15 @@ def _explain(event: CloudEvent, exc: BaseException) -> str:
     return f"event {event.type} {event.id} was not confirmed by the broker: {text}"
 
 
-class _Confirms:
+class Confirms:
     """Outstanding delivery tags of one confirm-mode channel."""
 
     def __init__(self) -> None:
         self.next_tag = 1
-        self.outstanding: dict[int, CloudEvent] = {}
-        self.nacked: list[CloudEvent] = []
+        self.outstanding: dict[int, Any] = {}
+        self.nacked: list[Any] = []
 
-    def sent(self, event: CloudEvent) -> None:
+    def sent(self, event: Any) -> None:
         self.outstanding[self.next_tag] = event
         self.next_tag += 1
 
@@ -206,7 +206,7 @@ def publish_many(
     timeout = settings.publish_timeout if timeout is None else timeout
     target = settings.events_exchange if exchange is None else exchange
     connection = connect(app)
-    confirms = _Confirms()
+    confirms = Confirms()
     sent = 0
     try:
         channel = connection.channel()
@@ -222,9 +222,9 @@ def publish_many(
             confirms.sent(outgoing.event)
             sent += 1
             while len(confirms.outstanding) >= window:
-                _drain(connection, timeout, confirms)
+                drain_confirms(connection, timeout, confirms)
         while confirms.outstanding:
-            _drain(connection, timeout, confirms)
+            drain_confirms(connection, timeout, confirms)
     except (OSError, amqp.exceptions.AMQPError) as exc:
         raise PublishError(
             f"publishing events interrupted after {sent} ({sent - len(confirms.outstanding)} confirmed): {exc}"
@@ -269,7 +269,7 @@ def close_quietly(connection: amqp.Connection) -> None:
         pass
 
 
-def _drain(connection: amqp.Connection, timeout: float, confirms: _Confirms) -> None:
+def drain_confirms(connection: amqp.Connection, timeout: float, confirms: Confirms) -> None:
     deadline = time.monotonic() + timeout
     before = len(confirms.outstanding)
     while len(confirms.outstanding) == before:
