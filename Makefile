@@ -28,14 +28,14 @@ help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
 		awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
-setup: $(INSTALLED) ## Create .venv and install the project with its dev tools
+setup: $(INSTALLED) ## Create .venv and install the project with its dev and benchmark tools
 	@:
 
 $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
 		echo "setup: could not create $(VENV); on Debian/Ubuntu: sudo apt-get install -y python3-venv" >&2; \
 		exit 1; }
-	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev]"
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev,bench]"
 	@touch $@
 
 broker: setup ## Make sure RabbitMQ and its management API answer (start or explain how)
