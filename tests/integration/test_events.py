@@ -366,3 +366,52 @@ def test_backfill_of_100_past_events_while_20_new_arrive_handles_all_120_once(
     assert set(counts) == set(past + new)
     assert max(counts.values()) == 1, [i for i, c in counts.items() if c > 1]
     assert vhost.depth("fraud.events.dlq") == 0
+
+
+def test_the_per_event_view_shows_processed_retrying_dead_lettered_and_pending(
+    vhost, tmp_path: Path, platform_env: dict[str, str], start_worker
+):
+    """Three subscribers of order.created: email handles a good event and
+    dead-letters an invalid one, stuck keeps timing out (its retry waits in
+    stuck.events.retry.1), analytics has no worker. `pubsub show` tells them apart
+    and leaves every browsed message where it was."""
+    import subprocess
+    import sys
+
+    from tests.support.worker import ROOT
+
+    file = write_subscriptions(
+        tmp_path / "subscriptions.toml", {"email": "email", "stuck": "stuck", "analytics": "analytics"}
+    )
+    env = {**platform_env, "PLATFORM_SUBSCRIPTIONS_FILE": str(file)}
+    ledger = tmp_path / "ledger.txt"
+    start_worker(queues="email.events", concurrency=1, **env)
+    start_worker(queues="stuck.events", concurrency=1, **env)
+    event_id = raw_cloud_event(vhost, "order.created", b'{"order_id": "o-1", "amount": 3}')
+    bad_id = raw_cloud_event(vhost, "order.created", b'{"order_id": "o-2", "amount": -3}')
+    wait_for(lambda: vhost.depth("stuck.events.retry.1") == 1, message="stuck retry to wait")
+    wait_for(lambda: vhost.depth("email.events.dlq") == 1, message="the invalid event's dead letter")
+    wait_for(lambda: ledger_events(ledger, "handled"), message="email to handle the good event")
+
+    def show(identifier: str) -> dict[str, dict[str, str]]:
+        done = subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "config", "pubsub", "show", identifier, "--json"],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return {row["service"]: row for row in json.loads(done.stdout)}
+
+    good = show(event_id)
+    assert {service: row["state"] for service, row in good.items()} == {
+        "email": "processed",
+        "stuck": "retrying",
+        "analytics": "pending",
+    }
+    assert good["stuck"]["detail"].startswith(
+        "in stuck.events.retry.1, retry 1, last error workers.errors.TransientError: upstream is down"
+    )
+    bad = show(bad_id)
+    assert bad["email"]["state"] == "dead-lettered"
+    assert "EventSchemaError" in bad["email"]["detail"]
+    assert vhost.depth("email.events.dlq") == 1  # browsing left it there
+    assert vhost.depth("stuck.events.retry.1") == 1

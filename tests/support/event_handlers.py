@@ -76,3 +76,9 @@ def large(event: Event[DocumentUploaded]) -> None:
     """Records the size of the data it received (a claim-checked payload)."""
     request = current_task.request
     record("handled", request.id, f"large {len(event.data.note)}")
+
+
+@event_handler("tests.events.stuck", retry_base=60.0, retry_jitter_max=0.1)
+def stuck(event: Event[OrderCreated]) -> None:
+    """Always times out; each retry waits a minute in the broker."""
+    raise TransientError("upstream is down")
