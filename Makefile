@@ -19,7 +19,8 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 export PY
 
-.PHONY: help setup broker topology worker up down flower demo test lint fmt logs dlq-list \
+.PHONY: help setup broker topology worker up down flower demo test lint fmt logs dlq-list dlq-replay \
+	metrics alerts \
 	bench bench-quick clean
 
 help: ## List the targets
@@ -79,8 +80,18 @@ logs: setup ## Follow the logs of 'make up'
 	ls "$$run_dir"/*.log >/dev/null 2>&1 || { echo "logs: no logs in $$run_dir (run make up)"; exit 1; }; \
 	exec tail -n 20 -F "$$run_dir"/*.log
 
-dlq-list: broker ## Show the dead-letter queues with their depths
-	$(CELERY) topology show | awk 'NR == 1 || $$1 ~ /\.dlq$$/'
+dlq-list: broker ## Every queue's DLQ depth, oldest dead letter and retry depths
+	$(CELERY) dlq list
+
+dlq-replay: broker ## Replay dead letters: make dlq-replay QUEUE=orders ARGS="--error-class transient --dry-run"
+	@test -n "$(QUEUE)" || { echo "dlq-replay: say which queue, e.g. make dlq-replay QUEUE=orders" >&2; exit 2; }
+	$(CELERY) dlq replay $(QUEUE) $(ARGS)
+
+metrics: broker ## Serve Prometheus metrics on PLATFORM_METRICS_PORT (foreground)
+	$(PY) -m workers.metrics
+
+alerts: broker ## Run the webhook alert checks (foreground; PLATFORM_ALERT_WEBHOOK_URL)
+	$(PY) -m workers.alerts
 
 bench: setup ## Run the benchmarks (results/bench-<time>/)
 	$(PY) -m tests.bench --out results/bench-$$(date +%Y%m%d-%H%M%S)

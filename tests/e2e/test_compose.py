@@ -24,9 +24,14 @@ def published(service: dict[str, Any]) -> set[int]:
     return {int(str(port).rsplit(":", 1)[-1].split("/")[0]) for port in service.get("ports", [])}
 
 
-def test_compose_runs_rabbitmq_workers_and_flower(compose):
-    """The file has exactly the three roles: the broker, the workers and Flower."""
-    assert set(compose["services"]) == {"rabbitmq", "worker", "flower"}
+def test_compose_runs_rabbitmq_workers_flower_and_monitoring(compose):
+    """The broker, the workers, Flower, and the monitoring roles: the metrics
+    endpoint, webhook alerts and a Prometheus loading the shipped alert rules."""
+    assert set(compose["services"]) == {"rabbitmq", "worker", "flower", "metrics", "alerts", "prometheus"}
+    prometheus = compose["services"]["prometheus"]
+    mounted = " ".join(prometheus["volumes"])
+    assert "prometheus/alerts.yml" in mounted and "prometheus/prometheus.yml" in mounted
+    assert published(compose["services"]["metrics"]) == {9808}
 
 
 def test_rabbitmq_has_management_publishes_amqp_and_the_api_and_is_healthchecked_with_diagnostics(compose):
@@ -66,7 +71,7 @@ def test_flower_publishes_5555_with_basic_auth_from_the_environment_and_starts_a
 def test_every_start_script_is_strict_and_execs_its_process(compose):
     """Each role's start script exists, is executable, uses strict shell options and
     ends by exec-ing its process (so signals reach it)."""
-    for name in ("worker", "flower"):
+    for name in ("worker", "flower", "metrics", "alerts"):
         script = ROOT / compose["services"][name]["command"][0]
         assert script.exists() and script.stat().st_mode & 0o111, script
         text = script.read_text()
