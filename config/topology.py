@@ -208,7 +208,7 @@ class Topology:
         return tuple(queue.name for queue in self.work_queues)
 
     def exchanges(self) -> tuple[Exchange, ...]:
-        exchanges = (
+        exchanges: tuple[Exchange, ...] = (
             Exchange(TASKS_EXCHANGE, "direct", durable=True),
             Exchange(DEAD_LETTER_EXCHANGE, "direct", durable=True),
         )
