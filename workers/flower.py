@@ -69,7 +69,8 @@ def is_loopback(address: str) -> bool:
 class FlowerLaunch:
     """How to run Flower: the command, and variables added to its environment."""
 
-    #: The argv for ``os.execvpe``: ``python -m celery -A config flower ...``.
+    #: The argv for ``os.execvpe``: ``python -m workers.flower_pages ...`` (Flower
+    #: with the platform's pages; it takes ``celery flower``'s options).
     argv: tuple[str, ...]
     #: Secrets go to Flower through its own ``FLOWER_*`` variables, not the
     #: command line, so ``ps`` does not show them.
@@ -81,7 +82,7 @@ def plan_flower(settings: Settings, python: str = "python") -> FlowerLaunch:
 
     Args:
         settings: the platform settings (address, port, auth, management API).
-        python: the interpreter that runs ``-m celery``.
+        python: the interpreter that runs Flower.
 
     Returns:
         The launch: Flower on ``flower_address:flower_port`` with
@@ -102,7 +103,7 @@ def plan_flower(settings: Settings, python: str = "python") -> FlowerLaunch:
             f"({address_variable}=127.0.0.1)."
         )
     argv = (
-        python, "-m", "celery", "-A", "config", "flower",
+        python, *PLATFORM_FLOWER,
         f"--address={settings.flower_address}",
         f"--port={settings.flower_port}",
         "--persistent=False",
@@ -131,8 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Only the plan decides Flower's secrets: an empty FLOWER_BASIC_AUTH left in
     # the environment would otherwise turn on auth with no valid user.
     environ = {name: value for name, value in os.environ.items() if name not in PLANNED_VARIABLES}
-    argv = [launch.argv[0], *PLATFORM_FLOWER, *launch.argv[6:]]  # [6:]: Flower's own options
-    os.execvpe(argv[0], argv, {**environ, **launch.environ})
+    os.execvpe(launch.argv[0], launch.argv, {**environ, **launch.environ})
     return 0  # pragma: no cover - execvpe does not return
 
 

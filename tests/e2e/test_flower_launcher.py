@@ -54,7 +54,7 @@ def test_the_plan_passes_address_port_and_keeps_secrets_off_the_command_line():
         management_url="http://guest:guest@rabbit:15672/api/",
     )
     launch = plan_flower(settings, python="/venv/bin/python")
-    assert launch.argv[:6] == ("/venv/bin/python", "-m", "celery", "-A", "config", "flower")
+    assert launch.argv[:3] == ("/venv/bin/python", "-m", "workers.flower_pages")
     assert {"--address=0.0.0.0", "--port=5601", "--persistent=False"} <= set(launch.argv)
     assert not any("guest" in arg or "pw" in arg for arg in launch.argv)
     assert launch.environ == {
