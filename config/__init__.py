@@ -12,12 +12,10 @@ from config.app import create_app
 from config.settings import SettingsError, load_settings
 
 try:
-    _settings = load_settings()
-except SettingsError as error:
+    #: The platform's Celery app, configured from the environment.
+    app = create_app(load_settings())
+except SettingsError as error:  # includes a bad subscriptions file
     print(f"configuration error: {error}", file=sys.stderr)
     raise SystemExit(2) from None
-
-#: The platform's Celery app, configured from the environment.
-app = create_app(_settings)
 
 __all__ = ["app"]
