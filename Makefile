@@ -18,6 +18,11 @@ INSTALLED := $(VENV)/.installed
 #: Extra arguments for pytest, e.g. make test PYTEST_ARGS="-k flower -x".
 PYTEST_ARGS ?=
 export PY
+#: The seed's event subscriptions (email, analytics, inventory on order.created),
+#: for the targets that run the platform; set it empty to run without events.
+PLATFORM_SUBSCRIPTIONS_FILE ?= config/subscriptions.toml
+topology worker up down flower demo metrics alerts dlq-list dlq-replay: \
+	export PLATFORM_SUBSCRIPTIONS_FILE := $(PLATFORM_SUBSCRIPTIONS_FILE)
 
 .PHONY: help setup broker topology worker up down flower demo test lint fmt logs dlq-list dlq-replay \
 	metrics alerts \

@@ -40,7 +40,9 @@ from config import app
 from config.settings import Settings
 from config.topology import Topology, dead_letter_queue
 from tasks import analytics, email, inventory, orders, payments  # noqa: F401 - registers the tasks
+from tasks.events import publish as publish_event
 from workers.broker import declare_topology
+from workers.events.receive import handler_task_id
 from workers.headers import ERROR_CLASS, ERROR_MESSAGE, ERROR_TYPE, RETRY_COUNT, TASK_ID, TASK_NAME
 from workers.idempotency import open_store
 
@@ -218,6 +220,29 @@ class Demo:
             result = task.apply_async(args=sample.args, kwargs=dict(sample.kwargs), queue=sample.queue)
             self.sent[result.id] = sample
 
+    def publish_event(self, run: str) -> str | None:
+        """Publish one ``order.created`` event; each subscribing service handles it.
+
+        Returns:
+            The event id, or None when no service subscribes (no subscriptions file).
+        """
+        subscriptions = app.conf.platform_subscriptions
+        if not subscriptions:
+            return None
+        order = {"order_id": f"order-{run}-3", "amount": 42.0, "customer_email": "lin@example.com"}
+        event_id = publish_event("order.created", order, app=app)
+        for subscription in subscriptions:
+            task_name = subscription.handler_for("order.created") or "?"
+            self.sent[handler_task_id(subscription.service, event_id)] = Sample(
+                subscription.queue,
+                task_name,
+                (),
+                {"event": f"order.created {event_id[:8]}"},
+                "completed",
+                f"fan-out: the {subscription.service} service's own copy of the event",
+            )
+        return event_id
+
     def poll(self, connection: Connection) -> None:
         """Update :attr:`progress` from the idempotency store and the DLQs."""
         queues = sorted({sample.queue for sample in self.sent.values()})
@@ -325,6 +350,13 @@ def run(timeout: float, out: Callable[[str], None] = print) -> int:
         if skipped:
             out(f"  (not sent: {', '.join(sorted(skipped))} is not in PLATFORM_QUEUES)")
 
+        event_id = demo.publish_event(uuid.uuid4().hex[:4])
+        if event_id:
+            subscribers = [s.queue for s in app.conf.platform_subscriptions]
+            out(f"\nPublished 1 event: order.created {event_id} to {settings.events_exchange}")
+            out(f"  delivered to {len(subscribers)} subscriber queues: {', '.join(subscribers)}")
+            out("  (the publisher knows only the exchange; each service handles its own copy)")
+
         out(f"\nWaiting for the work to settle (at most {timeout:g}s)...")
         took = demo.wait(connection, timeout)
     report(demo, settings, took, timeout, out)
@@ -349,7 +381,7 @@ def report(
     for sample in completed:
         by_queue[sample.queue] = by_queue.get(sample.queue, 0) + 1
     for queue, count in by_queue.items():
-        out(f"  {queue:<10} {count} completed")
+        out(f"  {queue:<17} {count} completed")
 
     out(f"\nDead-lettered: {len(progress.dead)} (each message keeps its body and gains x- headers)")
     for letter in sorted(progress.dead.values(), key=lambda item: item.queue):
@@ -376,8 +408,8 @@ def report(
     out("\nLook around:")
     out(f"  Flower tasks    {url}/tasks     every task, with retries and failures")
     out(f"  Flower workers  {url}/workers   one worker per queue (make up)")
-    out(f"  Flower broker   {url}/broker    work queues and their depths")
-    out("  Dead letters    make dlq-list   (Flower's broker page lists only consumed queues)")
+    out(f"  Flower broker   {url}/broker    every queue: work, delay and dead-letter")
+    out(f"  Dead letters    {url}/dlq       error groups, tracebacks, replay (or: make dlq-list)")
     out(f"  RabbitMQ        {management_ui(settings.management_url)}/#/queues")
     if settings.flower_basic_auth:
         out("  (Flower asks for the user and password of FLOWER_BASIC_AUTH)")

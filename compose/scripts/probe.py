@@ -3,6 +3,7 @@
 Run with the project's interpreter from the repository root::
 
     python compose/scripts/probe.py setting queues          # prints: orders payments ...
+    python compose/scripts/probe.py worker-queues           # work queues + subscriber queues
     python compose/scripts/probe.py amqp --wait 60          # 0 reachable, 1 not, 2 refused us
     python compose/scripts/probe.py management --wait 60    # the management API answers
     python compose/scripts/probe.py http URL --wait 30      # URL answers 200
@@ -117,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["setting", "amqp", "management", "http", "local-broker"])
+    parser.add_argument(
+        "what", choices=["setting", "worker-queues", "amqp", "management", "http", "local-broker"]
+    )
     parser.add_argument("argument", nargs="?", help="setting name or URL")
     parser.add_argument("--wait", type=float, default=0, help="seconds to keep trying")
     parser.add_argument("--quiet", action="store_true", help="print only failures")
@@ -125,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     if args.what == "setting":
         print(setting(settings, args.argument))
+        return OK
+    if args.what == "worker-queues":
+        # Work queues, then each subscribing service's event queue.
+        from config.subscriptions import load_subscriptions
+
+        subscribers = [s.queue for s in load_subscriptions(settings.subscriptions_file)]
+        print(" ".join([*settings.queues, *subscribers]))
         return OK
     if args.what == "local-broker":
         from kombu import Connection

@@ -16,7 +16,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=compose/scripts/run-dir.sh
 source "$HERE/run-dir.sh"
 
-read -r -a QUEUES <<<"$("$PY" "$HERE/probe.py" setting queues)"
+read -r -a QUEUES <<<"$("$PY" "$HERE/probe.py" worker-queues)"
 FLOWER_HOST=$("$PY" "$HERE/probe.py" setting flower_address)
 FLOWER_PORT_=$("$PY" "$HERE/probe.py" setting flower_port)
 case "$FLOWER_HOST" in

@@ -6,7 +6,7 @@ with its schema version in ``x-event-schema-version``). Unknown fields are
 ignored, so a producer may add optional fields without breaking consumers.
 
 The committed JSON Schema of each entry lives in ``tasks/events/schemas/``;
-``celery -A config events schema-check`` fails when a model changes in a way
+``celery -A config pubsub schema-check`` fails when a model changes in a way
 that breaks consumers (see :mod:`workers.events.schemas`). A breaking change
 is a new version: register ``order.created.v2`` with its own model.
 """

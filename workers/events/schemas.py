@@ -13,7 +13,7 @@ still valid for the new one, as far as consumers care. Breaking:
 Anything else (a new optional field, a changed description) is additive.
 Breaking changes get a new version (``order.created.v2``) instead. Snapshots
 are ``<dir>/<base type>.v<N>.json``; :func:`check_snapshots` compares them
-with the models, and ``celery -A config events schema-check`` runs it in CI.
+with the models, and ``celery -A config pubsub schema-check`` runs it in CI.
 Pure logic apart from reading and writing the snapshot files.
 """
 
