@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,9 +15,9 @@ from tests.support.worker import ROOT
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
 
-def assert_summary_reports_every_outcome(output: str) -> None:
+def assert_summary_reports_every_outcome(output: str, completed: str = "8 of 10") -> None:
     assert "Settled in" in output, output
-    assert "Completed: 8 of 10" in output, output
+    assert f"Completed: {completed}" in output, output
     assert "Dead-lettered: 2" in output, output
     assert "inventory.dlq" in output and "x-error-class=permanent" in output, output
     assert "email.dlq" in output and "x-error-class=unknown" in output, output
@@ -72,8 +73,13 @@ def test_make_demo_from_the_readme_starts_the_platform_runs_the_tour_and_make_do
     demo = run_make("demo", env=env, timeout=240)
     print(demo.stdout)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert "The platform is up" in demo.stdout
-    assert_summary_reports_every_outcome(demo.stdout)
+    assert "The platform is up: 8 workers" in demo.stdout
+    # The seed's subscriptions are on: one order.created reaches three services.
+    assert "Published 1 event: order.created" in demo.stdout
+    assert "email.events, analytics.events, inventory.events" in demo.stdout
+    for queue in ("email.events", "analytics.events", "inventory.events"):
+        assert re.search(rf"^  {re.escape(queue)} +1 completed$", demo.stdout, re.MULTILINE), demo.stdout
+    assert_summary_reports_every_outcome(demo.stdout, completed="11 of 13")
     down = run_make("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert "stopped 6 processes" in down.stdout
+    assert "stopped 9 processes" in down.stdout

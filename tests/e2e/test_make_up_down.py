@@ -11,19 +11,25 @@ from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
+#: The subscriber queues of config/subscriptions.toml, which the Makefile uses by default.
+EVENT_QUEUES = ("email.events", "analytics.events", "inventory.events")
+
 
 def read_pids(run_dir: Path) -> dict[str, int]:
     return {path.stem: int(path.read_text().strip()) for path in sorted(run_dir.glob("*.pid"))}
 
 
 def test_make_up_starts_a_worker_per_queue_and_flower_and_make_down_leaves_nothing_running(make_cluster):
-    """Given a fresh vhost and run folder, `make up` starts one worker per work queue and
-    Flower (pid and log files in the run folder); a second `make up` starts no duplicates;
-    `make down` stops every recorded process and nothing carrying the run folder remains."""
+    """Given a fresh vhost and run folder, `make up` starts one worker per work queue,
+    one per subscribing service's event queue (the seed's subscriptions file) and
+    Flower (pid and log files in the run folder); a second `make up` starts no
+    duplicates; `make down` stops every recorded process and nothing carrying the
+    run folder remains."""
     env = make_cluster
     run_dir = Path(env["PLATFORM_RUN_DIR"])
     flower_url = f"http://127.0.0.1:{env['FLOWER_PORT']}"
-    expected = {f"worker-{queue}" for queue in SERVICE_QUEUES.split(",")} | {"flower"}
+    queues = [*SERVICE_QUEUES.split(","), *EVENT_QUEUES]
+    expected = {f"worker-{queue}" for queue in queues} | {"flower"}
 
     up = run_make("up", env=env)
     assert up.returncode == 0, up.stdout + up.stderr
@@ -33,7 +39,7 @@ def test_make_up_starts_a_worker_per_queue_and_flower_and_make_down_leaves_nothi
     assert {path.stem for path in run_dir.glob("*.log")} == expected
     assert http_status(f"{flower_url}/healthcheck") == 200
     assert flower_url in up.stdout and str(run_dir.resolve()) in up.stdout
-    for queue in SERVICE_QUEUES.split(","):
+    for queue in queues:
         log = (run_dir / f"worker-{queue}.log").read_text()
         assert f"{queue}@" in log and " ready." in log, log[-2000:]
 
