@@ -21,11 +21,11 @@ export PY
 #: The seed's event subscriptions (email, analytics, inventory on order.created),
 #: for the targets that run the platform; set it empty to run without events.
 PLATFORM_SUBSCRIPTIONS_FILE ?= config/subscriptions.toml
-topology worker up down flower demo metrics alerts dlq-list dlq-replay: \
+topology worker up down flower demo metrics alerts dlq-list dlq-replay events-backfill: \
 	export PLATFORM_SUBSCRIPTIONS_FILE := $(PLATFORM_SUBSCRIPTIONS_FILE)
 
 .PHONY: help setup broker topology worker up down flower demo test lint fmt logs dlq-list dlq-replay \
-	metrics alerts \
+	metrics alerts events-backfill \
 	bench bench-quick clean
 
 help: ## List the targets
@@ -71,10 +71,11 @@ test: broker ## Run the whole test suite (unit, integration, e2e, bench-quick)
 	if [ $$status = 5 ]; then echo "test: pytest collected no tests (exit 5); that is a failure" >&2; fi; \
 	exit $$status
 
-lint: setup ## ruff check, ruff format --check, mypy (config, workers)
+lint: setup ## ruff check, ruff format --check, mypy (config, workers), event schema check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(CELERY) pubsub schema-check
 
 fmt: setup ## Format the code and apply ruff's safe fixes
 	$(PY) -m ruff format .
@@ -91,6 +92,10 @@ dlq-list: broker ## Every queue's DLQ depth, oldest dead letter and retry depths
 dlq-replay: broker ## Replay dead letters: make dlq-replay QUEUE=orders ARGS="--error-class transient --dry-run"
 	@test -n "$(QUEUE)" || { echo "dlq-replay: say which queue, e.g. make dlq-replay QUEUE=orders" >&2; exit 2; }
 	$(CELERY) dlq replay $(QUEUE) $(ARGS)
+
+events-backfill: broker ## Backfill a new subscriber from the event log: make events-backfill SERVICE=fraud
+	@test -n "$(SERVICE)" || { echo "events-backfill: say which service, e.g. SERVICE=fraud" >&2; exit 2; }
+	$(CELERY) pubsub backfill $(SERVICE) --from-start
 
 metrics: broker ## Serve Prometheus metrics on PLATFORM_METRICS_PORT (foreground)
 	$(PY) -m workers.metrics
