@@ -39,7 +39,7 @@ from config.topology import TASKS_EXCHANGE, event_log
 from workers.broker import declare_topology
 from workers.errors import PublishError
 from workers.events.envelope import read_attributes
-from workers.events.publisher import Confirms, close_quietly, connect, drain_confirms
+from workers.pipeline import Confirms, close_quietly, connect, drain_confirms
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -104,8 +104,7 @@ def backfill_subscriber(
             mandatory=True,
         )
         confirms = Confirms()
-        publishing.events["basic_ack"].add(lambda tag, multiple: confirms.settle(tag, multiple, False))
-        publishing.events["basic_nack"].add(lambda tag, multiple: confirms.settle(tag, multiple, True))
+        confirms.attach(publishing, select=False)
         # basic_publish_confirm used tag 1; the copies' tags follow it.
         confirms.next_tag = 2
 

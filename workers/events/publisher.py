@@ -29,6 +29,7 @@ from config.topology import event_log, event_log_arguments
 from workers.errors import PermanentError, PublishError
 from workers.events.blobs import BlobStore, claim_check_body, open_blob_store
 from workers.events.envelope import CLAIM_CHECK_ATTRIBUTE, CloudEvent
+from workers.pipeline import Confirms, close_quietly, connect, drain_confirms
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -157,26 +158,6 @@ def _explain(event: CloudEvent, exc: BaseException) -> str:
     return f"event {event.type} {event.id} was not confirmed by the broker: {text}"
 
 
-class Confirms:
-    """Outstanding delivery tags of one confirm-mode channel."""
-
-    def __init__(self) -> None:
-        self.next_tag = 1
-        self.outstanding: dict[int, Any] = {}
-        self.nacked: list[Any] = []
-
-    def sent(self, event: Any) -> None:
-        self.outstanding[self.next_tag] = event
-        self.next_tag += 1
-
-    def settle(self, tag: int, multiple: bool, nacked: bool) -> None:
-        tags = [t for t in self.outstanding if t <= tag] if multiple else [tag]
-        for settled in tags:
-            event = self.outstanding.pop(settled, None)
-            if nacked and event is not None:
-                self.nacked.append(event)
-
-
 def publish_many(
     app: Celery,
     events: Iterable[OutgoingEvent],
@@ -211,9 +192,7 @@ def publish_many(
     try:
         channel = connection.channel()
         _declare(channel, settings)
-        channel.confirm_select()
-        channel.events["basic_ack"].add(lambda tag, multiple: confirms.settle(tag, multiple, False))
-        channel.events["basic_nack"].add(lambda tag, multiple: confirms.settle(tag, multiple, True))
+        confirms.attach(channel)
         for outgoing in events:
             message = amqp.Message(
                 outgoing.body, application_headers=outgoing.headers(), **outgoing.properties()
@@ -238,50 +217,6 @@ def publish_many(
             f"the other subscribers got them, publishing them again is safe: {ids}"
         )
     return sent
-
-
-def connect(app: Celery) -> amqp.Connection:
-    """A fresh py-amqp connection to the app's broker.
-
-    Raises:
-        PublishError: the broker can't be reached.
-    """
-    settings = app.conf.platform_settings
-    url = app.connection_for_write()
-    try:
-        connection = amqp.Connection(
-            f"{url.hostname or '127.0.0.1'}:{url.port or 5672}",
-            userid=url.userid or "guest",
-            password=url.password or "guest",
-            virtual_host=url.virtual_host or "/",
-            connect_timeout=settings.publish_timeout,
-        )
-        connection.connect()
-    except (OSError, amqp.exceptions.AMQPError) as exc:
-        raise PublishError(f"could not connect to the broker at {url.as_uri()}: {exc}") from exc
-    return connection
-
-
-def close_quietly(connection: amqp.Connection) -> None:
-    try:
-        connection.close()
-    except Exception:  # noqa: BLE001 - closing a broken connection
-        pass
-
-
-def drain_confirms(connection: amqp.Connection, timeout: float, confirms: Confirms) -> None:
-    deadline = time.monotonic() + timeout
-    before = len(confirms.outstanding)
-    while len(confirms.outstanding) == before:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise PublishError(
-                f"{before} events not confirmed within {timeout}s; they may or may not have reached the broker"
-            )
-        try:
-            connection.drain_events(timeout=remaining)
-        except TimeoutError:
-            continue
 
 
 def outgoing_events(events: Sequence[tuple[CloudEvent, bytes]]) -> list[OutgoingEvent]:

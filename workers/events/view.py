@@ -24,9 +24,9 @@ import amqp
 
 from config.topology import dead_letter_queue
 from workers.events.envelope import read_attributes
-from workers.events.publisher import close_quietly, connect
 from workers.events.receive import handler_task_id
 from workers.idempotency import open_store
+from workers.pipeline import close_quietly, connect
 
 if TYPE_CHECKING:
     from celery import Celery
