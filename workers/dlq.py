@@ -779,3 +779,20 @@ def summarize(
         UnknownQueue: the DLQ does not exist.
     """
     return dlq_stats(queue, browse(connection, queue, limit=limit), now or datetime.now(UTC))
+
+
+def age_text(seconds: float | None) -> str:
+    """``3d4h``, ``2h5m``, ``4m10s``, ``12s``, or ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    total = int(max(seconds, 0))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours}h"
+    if hours:
+        return f"{hours}h{minutes}m"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"

@@ -85,23 +85,6 @@ def fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def age_text(seconds: float | None) -> str:
-    """``3d4h``, ``2h5m``, ``4m10s``, ``12s``, or ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    total = int(max(seconds, 0))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
-
-
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(ops.json_safe(value), indent=2, sort_keys=True))
 
@@ -148,7 +131,7 @@ def list_queues(ctx: click.Context, as_json: bool) -> None:
         dead = "missing" if row["dead_letters"] is None else row["dead_letters"]
         tiers = "/".join("-" if n is None else str(n) for n in row["retry_queues"].values())
         click.echo(
-            f"{row['queue']:20} {dead!s:>7} {age_text(row['oldest_age_seconds']):>8}  {row['retrying']:>8}  {tiers}"
+            f"{row['queue']:20} {dead!s:>7} {ops.age_text(row['oldest_age_seconds']):>8}  {row['retrying']:>8}  {tiers}"
         )
 
 
@@ -224,7 +207,7 @@ def stats(ctx: click.Context, queue: str, as_json: bool) -> None:
         )
         return
     click.echo(
-        f"{result.dead_letter_queue}: {result.count} dead letters, oldest {age_text(result.oldest_age_seconds)}, "
+        f"{result.dead_letter_queue}: {result.count} dead letters, oldest {ops.age_text(result.oldest_age_seconds)}, "
         f"{result.inflow_last_hour} in the last hour"
     )
     click.echo("")

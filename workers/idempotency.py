@@ -41,14 +41,47 @@ class CompletionStore(Protocol):
     def forget_before(self, cutoff: float) -> int: ...
 
 
-class SQLiteStore:
+class _SQLStore:
+    """What both stores share; they differ in SQL dialect and connections."""
+
+    #: The DB-API placeholder of the driver.
+    placeholder = "?"
+    #: Inserts a completion row, doing nothing if the id is already there.
+    insert_completed = ""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _connection(self) -> Any:
+        raise NotImplementedError
+
+    def is_completed(self, task_id: str) -> bool:
+        query = f"SELECT 1 FROM completed_tasks WHERE task_id = {self.placeholder}"
+        return self._connection().execute(query, (task_id,)).fetchone() is not None
+
+    def mark_completed(self, task_id: str, task_name: str) -> None:
+        self.mark_completed_in(self._connection(), task_id, task_name)
+
+    def mark_completed_in(self, connection: Any, task_id: str, task_name: str) -> None:
+        connection.execute(self.insert_completed, (task_id, task_name, time.time()))
+
+    def forget_before(self, cutoff: float) -> int:
+        """Forget completions recorded before ``cutoff`` (a Unix time); returns how many."""
+        query = f"DELETE FROM completed_tasks WHERE completed_at < {self.placeholder}"
+        return self._connection().execute(query, (cutoff,)).rowcount
+
+
+class SQLiteStore(_SQLStore):
     """Completed ids in a SQLite file (WAL mode, safe across processes on one host)."""
 
+    placeholder = "?"
+    insert_completed = "INSERT OR IGNORE INTO completed_tasks VALUES (?, ?, ?)"
+
     def __init__(self, path: str) -> None:
+        super().__init__()
         self.path = path
         if path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -59,23 +92,6 @@ class SQLiteStore:
             connection.execute(SCHEMA)
             self._local.connection = connection
         return connection
-
-    def is_completed(self, task_id: str) -> bool:
-        row = (
-            self._connection()
-            .execute("SELECT 1 FROM completed_tasks WHERE task_id = ?", (task_id,))
-            .fetchone()
-        )
-        return row is not None
-
-    def mark_completed(self, task_id: str, task_name: str) -> None:
-        self.mark_completed_in(self._connection(), task_id, task_name)
-
-    def mark_completed_in(self, connection: Any, task_id: str, task_name: str) -> None:
-        connection.execute(
-            "INSERT OR IGNORE INTO completed_tasks VALUES (?, ?, ?)",
-            (task_id, task_name, time.time()),
-        )
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -88,17 +104,16 @@ class SQLiteStore:
             raise
         connection.execute("COMMIT")
 
-    def forget_before(self, cutoff: float) -> int:
-        cursor = self._connection().execute("DELETE FROM completed_tasks WHERE completed_at < ?", (cutoff,))
-        return cursor.rowcount
 
-
-class PostgresStore:
+class PostgresStore(_SQLStore):
     """Completed ids in PostgreSQL (workers on several hosts)."""
 
+    placeholder = "%s"
+    insert_completed = "INSERT INTO completed_tasks VALUES (%s, %s, %s) ON CONFLICT (task_id) DO NOTHING"
+
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = url
-        self._local = threading.local()
 
     def _connection(self) -> Any:
         connection = getattr(self._local, "connection", None)
@@ -110,32 +125,11 @@ class PostgresStore:
             self._local.connection = connection
         return connection
 
-    def is_completed(self, task_id: str) -> bool:
-        row = (
-            self._connection()
-            .execute("SELECT 1 FROM completed_tasks WHERE task_id = %s", (task_id,))
-            .fetchone()
-        )
-        return row is not None
-
-    def mark_completed(self, task_id: str, task_name: str) -> None:
-        self.mark_completed_in(self._connection(), task_id, task_name)
-
-    def mark_completed_in(self, connection: Any, task_id: str, task_name: str) -> None:
-        connection.execute(
-            "INSERT INTO completed_tasks VALUES (%s, %s, %s) ON CONFLICT (task_id) DO NOTHING",
-            (task_id, task_name, time.time()),
-        )
-
     @contextmanager
     def transaction(self) -> Iterator[Any]:
         connection = self._connection()
         with connection.transaction():
             yield connection
-
-    def forget_before(self, cutoff: float) -> int:
-        cursor = self._connection().execute("DELETE FROM completed_tasks WHERE completed_at < %s", (cutoff,))
-        return cursor.rowcount
 
 
 _stores: dict[tuple[int, str], CompletionStore] = {}

@@ -77,14 +77,7 @@ class Lifecycle:
             # No ladder for this queue: dead-letter rather than lose the retry.
             return self.dead_letter(message, failure, retry_number - 1, ack, requeue)
         target = self.topology[origin.queue].retry_tier(retry_number)
-        headers = failure_headers(
-            message.headers,
-            failure=failure,
-            origin=origin,
-            retries=retry_number,
-            worker=self.worker,
-            traceback_limit=self.settings.traceback_limit,
-        )
+        headers = self._headers(message, failure, origin, retry_number)
         return self._move(message, "", target, headers, ack, requeue, expiration=delay)
 
     def dead_letter(
@@ -101,14 +94,7 @@ class Lifecycle:
             True if the message was moved; False if it was requeued instead.
         """
         origin = self.origin(message)
-        headers = failure_headers(
-            message.headers,
-            failure=failure,
-            origin=origin,
-            retries=retries,
-            worker=self.worker,
-            traceback_limit=self.settings.traceback_limit,
-        )
+        headers = self._headers(message, failure, origin, retries)
         logger.warning(
             "dead-lettering message %s from %s: %s: %s",
             headers.get("x-task-id") or "?",
@@ -117,6 +103,16 @@ class Lifecycle:
             failure.error_message,
         )
         return self._move(message, DEAD_LETTER_EXCHANGE, origin.queue, headers, ack, requeue)
+
+    def _headers(self, message: Message, failure: Failure, origin: Origin, retries: int) -> dict[str, Any]:
+        return failure_headers(
+            message.headers,
+            failure=failure,
+            origin=origin,
+            retries=retries,
+            worker=self.worker,
+            traceback_limit=self.settings.traceback_limit,
+        )
 
     def _move(
         self,

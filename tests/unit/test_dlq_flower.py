@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from workers.flower_pages.handlers import age_text, body_preview
+from workers.dlq import age_text
+from workers.flower_pages.handlers import body_preview
 from workers.flower_pages.loader import FLOWER_TEMPLATES, navbar_with_dlq_link
 
 

@@ -53,23 +53,6 @@ class QueueSummary:
     letters: list[dlq.DeadLetter]
 
 
-def age_text(seconds: float | None) -> str:
-    """``3d4h``, ``2h5m``, ``4m10s``, ``12s``, or ``-``."""
-    if seconds is None:
-        return "-"
-    total = int(max(seconds, 0))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"
-
-
 def body_preview(body: bytes) -> tuple[str, str]:
     """(text, encoding) of a body for display: UTF-8 text or base64, cut to BODY_PREVIEW."""
     try:
@@ -136,7 +119,7 @@ class PlatformHandler(BaseHandler):
     def render_page(self, template: str, **values: Any) -> None:
         self.render(
             template,
-            dlq_age=age_text,
+            dlq_age=dlq.age_text,
             dlq_body=body_preview,
             dlq_header=header_text,
             dlq_name=dead_letter_queue,
