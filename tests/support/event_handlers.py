@@ -15,7 +15,7 @@ from celery import current_task
 from tasks.events.catalog import REGISTRY, EventData, OrderCreated
 from tasks.events.handlers import Event, event_handler
 from tests.support.tasks import record
-from workers.errors import TransientError
+from workers.errors import PermanentError, TransientError
 
 
 class DocumentUploaded(EventData):
@@ -82,3 +82,13 @@ def large(event: Event[DocumentUploaded]) -> None:
 def stuck(event: Event[OrderCreated]) -> None:
     """Always times out; each retry waits a minute in the broker."""
     raise TransientError("upstream is down")
+
+
+#: What tests.events.rejecting fails with: a script payload the pages must render as text.
+REJECTION = "order {order_id} rejected: <script>alert(1)</script>"
+
+
+@event_handler("tests.events.rejecting")
+def rejecting(event: Event[OrderCreated]) -> None:
+    """Always refuses the order (permanent: dead-lettered at once), naming it in a script payload."""
+    raise PermanentError(REJECTION.format(order_id=event.data.order_id))

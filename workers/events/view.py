@@ -25,11 +25,14 @@ import amqp
 from config.topology import dead_letter_queue
 from workers.events.envelope import read_attributes
 from workers.events.receive import handler_task_id
+from workers.headers import ERROR_CLASS, ERROR_MESSAGE, ERROR_TYPE, LAST_FAILED_AT, RETRY_COUNT, retry_count
 from workers.idempotency import open_store
 from workers.pipeline import close_quietly, connect
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from config.subscriptions import Subscription
 
 #: Most messages browsed per queue.
 DEFAULT_LIMIT = 10_000
@@ -37,15 +40,39 @@ DEFAULT_LIMIT = 10_000
 
 @dataclass(frozen=True)
 class SubscriberStatus:
-    """One subscriber's view of one event."""
+    """One subscriber's view of one event.
+
+    ``detail`` is the one-line summary the CLI prints; the fields after it hold
+    the same facts one by one, for pages that lay them out (empty or None when
+    they don't apply to the state).
+    """
 
     service: str
     queue: str
     state: str
     detail: str = ""
+    #: The handler's task id, ``<service>:<event id>``.
+    task_id: str = ""
+    #: Retries so far (``x-retry-count``): retrying and dead-lettered only.
+    retry_count: int | None = None
+    #: Retrying: the delay queue the next attempt waits in, its tier (1-based) and the tier count.
+    retry_queue: str = ""
+    retry_tier: int | None = None
+    retry_tiers: int | None = None
+    #: Retrying (last error) and dead-lettered: ``transient``/``permanent``/``unknown``, type, message.
+    error_class: str = ""
+    error_type: str = ""
+    error_message: str = ""
+    #: Dead-lettered: when the last attempt failed (ISO 8601).
+    failed_at: str = ""
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _text(headers: dict[str, Any], name: str, default: str = "") -> str:
+    value = headers.get(name)
+    return default if value is None else str(value)
 
 
 def _matches(message: amqp.Message, event_id: str, task_id: str) -> bool:
@@ -75,6 +102,49 @@ def _browse(connection: amqp.Connection, queue: str, event_id: str, task_id: str
     return found
 
 
+def _dead_lettered(subscription: Subscription, task_id: str, dead: amqp.Message) -> SubscriberStatus:
+    headers = dead.properties.get("application_headers") or {}
+    error_class = _text(headers, ERROR_CLASS, "?")
+    error_type = _text(headers, ERROR_TYPE, "?")
+    error_message = _text(headers, ERROR_MESSAGE)
+    failed_at = _text(headers, LAST_FAILED_AT, "?")
+    retries = retry_count(headers)
+    return SubscriberStatus(
+        subscription.service,
+        subscription.queue,
+        "dead-lettered",
+        f"{error_class}: {error_type}: {error_message} (retries {retries}, at {failed_at})",
+        task_id,
+        retry_count=retries,
+        error_class=error_class,
+        error_type=error_type,
+        error_message=error_message,
+        failed_at=failed_at,
+    )
+
+
+def _retrying(
+    subscription: Subscription, task_id: str, message: amqp.Message, retry: str, tier: int, tiers: int
+) -> SubscriberStatus:
+    headers = message.properties.get("application_headers") or {}
+    error_type = _text(headers, ERROR_TYPE, "?")
+    error_message = _text(headers, ERROR_MESSAGE)
+    return SubscriberStatus(
+        subscription.service,
+        subscription.queue,
+        "retrying",
+        f"in {retry}, retry {_text(headers, RETRY_COUNT, '?')}, last error {error_type}: {error_message}",
+        task_id,
+        retry_count=retry_count(headers),
+        retry_queue=retry,
+        retry_tier=tier,
+        retry_tiers=tiers,
+        error_class=_text(headers, ERROR_CLASS, "?"),
+        error_type=error_type,
+        error_message=error_message,
+    )
+
+
 def event_status(app: Celery, event_id: str, limit: int = DEFAULT_LIMIT) -> list[SubscriberStatus]:
     """Where ``event_id`` stands at each subscriber of ``app``'s subscriptions.
 
@@ -91,35 +161,27 @@ def event_status(app: Celery, event_id: str, limit: int = DEFAULT_LIMIT) -> list
             queue = subscription.queue
             task_id = handler_task_id(subscription.service, event_id)
             if store.is_completed(task_id):
-                rows.append(SubscriberStatus(subscription.service, queue, "processed", f"task {task_id}"))
+                rows.append(
+                    SubscriberStatus(subscription.service, queue, "processed", f"task {task_id}", task_id)
+                )
                 continue
             dead = _browse(connection, dead_letter_queue(queue), event_id, task_id, limit)
             if dead is not None:
-                headers = dead.properties.get("application_headers") or {}
-                detail = (
-                    f"{headers.get('x-error-class', '?')}: {headers.get('x-error-type', '?')}: "
-                    f"{headers.get('x-error-message', '')} (retries {headers.get('x-retry-count', 0)}, "
-                    f"at {headers.get('x-last-failed-at', '?')})"
-                )
-                rows.append(SubscriberStatus(subscription.service, queue, "dead-lettered", detail))
+                rows.append(_dead_lettered(subscription, task_id, dead))
                 continue
             retrying = None
-            if queue in topology:
-                for retry in topology[queue].retry_queues:
-                    message = _browse(connection, retry, event_id, task_id, limit)
-                    if message is not None:
-                        headers = message.properties.get("application_headers") or {}
-                        retrying = (
-                            f"in {retry}, retry {headers.get('x-retry-count', '?')}, last error "
-                            f"{headers.get('x-error-type', '?')}: {headers.get('x-error-message', '')}"
-                        )
-                        break
+            tiers = topology[queue].retry_queues if queue in topology else ()
+            for tier, retry in enumerate(tiers, start=1):
+                message = _browse(connection, retry, event_id, task_id, limit)
+                if message is not None:
+                    retrying = _retrying(subscription, task_id, message, retry, tier, len(tiers))
+                    break
             if retrying is not None:
-                rows.append(SubscriberStatus(subscription.service, queue, "retrying", retrying))
+                rows.append(retrying)
                 continue
             rows.append(
                 SubscriberStatus(
-                    subscription.service, queue, "pending", "queued, in flight, or never delivered"
+                    subscription.service, queue, "pending", "queued, in flight, or never delivered", task_id
                 )
             )
     finally:

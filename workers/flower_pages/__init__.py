@@ -1,11 +1,11 @@
-"""Platform pages inside Flower: the dead-letter page and a broker view with every queue.
+"""Platform pages inside Flower: dead letters, events, and a broker view with every queue.
 
 Added through Flower's and Tornado's own seams, never by editing Flower's files:
 :class:`~workers.flower_pages.server.PlatformFlower` is Flower's application
 with our handlers added by Tornado's ``add_handlers`` (they take precedence over
 Flower's catch-all), and :class:`~workers.flower_pages.loader.PlatformLoader`
 is a Tornado template loader that finds our templates first and Flower's
-otherwise, adding a "Dead letters" link to Flower's navigation bar.
+otherwise, adding "Dead letters" and "Events" links to Flower's navigation bar.
 
 ``python -m workers.flower_pages [flower options]`` runs it (the launcher
 ``python -m workers.flower`` does, after its safety checks).

@@ -223,8 +223,9 @@ class PlatformBrokerView(BrokerView):
         return sorted(names)
 
 
-#: Queue names in URLs (the settings' rule for queue names).
-_QUEUE = r"([a-z][a-z0-9_-]{0,63})"
+#: Queue names in URLs: the settings' rule for work queues, plus dots for
+#: subscriber queues (``<service>.events``); the topology decides what exists.
+_QUEUE = r"([a-z][a-z0-9_.-]{0,63})"
 
 
 def platform_handlers() -> list[Any]:

@@ -1,4 +1,4 @@
-"""A Tornado template loader: our templates first, then Flower's, with our nav link."""
+"""A Tornado template loader: our templates first, then Flower's, with our nav links."""
 
 from __future__ import annotations
 
@@ -25,7 +25,16 @@ DLQ_NAV_ITEM = """
             {% if active_tab == 'dlq' %}aria-current="page"{% end %}>Dead letters</a>
         </li>"""
 
+#: The navigation item added after "Dead letters".
+EVENTS_NAV_ITEM = """
+        <li class="nav-item">
+          <a class="nav-link{% if active_tab == 'events' %} active{% end %}"
+            href="{{ reverse_url('events') }}" id="nav-events"
+            {% if active_tab == 'events' %}aria-current="page"{% end %}>Events</a>
+        </li>"""
+
 _AFTER_BROKER_ITEM = re.compile(r">Broker</a>\s*</li>")
+_AFTER_DLQ_ITEM = re.compile(r">Dead letters</a>\s*</li>")
 
 
 def navbar_with_dlq_link(source: str) -> str:
@@ -39,6 +48,15 @@ def navbar_with_dlq_link(source: str) -> str:
         logger.warning("Flower's navbar has no Broker item; the Dead letters link is not added")
         return source
     return source[: match.end()] + DLQ_NAV_ITEM + source[match.end() :]
+
+
+def navbar_with_events_link(source: str) -> str:
+    """The navbar with the "Events" item after "Dead letters" (left as it is without one)."""
+    match = _AFTER_DLQ_ITEM.search(source)
+    if match is None:
+        logger.warning("the navbar has no Dead letters item; the Events link is not added")
+        return source
+    return source[: match.end()] + EVENTS_NAV_ITEM + source[match.end() :]
 
 
 class PlatformLoader(Loader):
@@ -59,5 +77,5 @@ class PlatformLoader(Loader):
         else:
             source = Path(os.path.join(self.root, name)).read_text(encoding="utf-8")
             if name == "navbar.html":
-                source = navbar_with_dlq_link(source)
+                source = navbar_with_events_link(navbar_with_dlq_link(source))
         return Template(source, name=name, loader=self)

@@ -5,8 +5,9 @@ It does what ``celery -A config flower`` does (Flower's own option parsing from
 logging and banner), with two additions made through supported seams:
 
 - :class:`PlatformFlower` is Flower's Tornado application with the handlers of
-  :mod:`workers.flower_pages.handlers` added by ``add_handlers`` (Tornado
-  matches them before Flower's own, so ``/broker`` shows every queue);
+  :mod:`workers.flower_pages.handlers` and :mod:`workers.flower_pages.event_pages`
+  added by ``add_handlers`` (Tornado matches them before Flower's own, so
+  ``/broker`` shows every queue);
 - the settings' ``template_loader`` is :class:`~workers.flower_pages.loader.PlatformLoader`.
 
 Use ``python -m workers.flower`` to start it: that launcher refuses unsafe
@@ -27,6 +28,7 @@ from flower.command import apply_env_options, apply_options, extract_settings, s
 from flower.urls import settings as flower_settings
 from tornado.options import options
 
+from workers.flower_pages.event_pages import event_page_handlers
 from workers.flower_pages.handlers import platform_handlers
 from workers.flower_pages.loader import PlatformLoader
 
@@ -39,7 +41,7 @@ class PlatformFlower(Flower):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("template_loader", PlatformLoader())
         super().__init__(*args, **kwargs)
-        handlers = platform_handlers()
+        handlers = [*platform_handlers(), *event_page_handlers()]
         if self.options.url_prefix:
             handlers = [rewrite_handler(handler, self.options.url_prefix) for handler in handlers]
         # Tornado puts handlers added later before the application's own rules.
