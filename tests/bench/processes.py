@@ -132,8 +132,12 @@ class BenchProcess:
             total += times.user + times.system + times.children_user + times.children_system
         return total
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """SIGKILL the session, after a warm shutdown (SIGTERM) if ``graceful``."""
+    def stop(self, timeout: float = 300.0) -> None:
+        """SIGKILL the session, after a warm shutdown (SIGTERM) if ``graceful``.
+
+        A profiled worker writes its profiles while shutting down, which takes a
+        while after a long run under tracemalloc: hence the long ``timeout``.
+        """
         if self.process is None:
             return
         if self.graceful and self.process.poll() is None:

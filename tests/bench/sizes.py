@@ -32,7 +32,7 @@ class Sizes:
     #: Default rounds per case (at least 3).
     rounds: int = 3
     #: Also measure sides that only explain a cost (no idempotency, no events, raw prefetch 1).
-    drain_explainers: bool = True
+    explainers: bool = True
     #: Profile a platform side when a case misses a must target.
     profile: bool = True
 
@@ -52,6 +52,6 @@ QUICK = Sizes(
     storm_healthy=200,
     storm_backoff=30.0,
     storm_phase_timeout=2.0,
-    drain_explainers=False,
+    explainers=False,
     profile=False,
 )

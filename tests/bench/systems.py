@@ -53,6 +53,8 @@ class System:
     prefetch: int = 0
     #: Platform task events (``task-sent``, ``-received``, ``-started``, ``-succeeded``) on or off.
     events: bool = True
+    #: A full ``gc.collect()`` after every task (bench-only diagnosis).
+    gc_after_task: bool = False
 
     @property
     def queue(self) -> str:
@@ -80,6 +82,8 @@ class System:
                 marks["PLATFORM_IDEMPOTENCY"] = "false"
             if not self.events:
                 marks["BENCH_PLATFORM_EVENTS"] = "off"
+            if self.gc_after_task:
+                marks["BENCH_GC_AFTER_TASK"] = "on"
             return platform_environment(vhost.url, folder, **marks)
         if self.kind == "stock":
             return base_environment(vhost.url, BENCH_STOCK_MODE=self.stock_mode, **marks)
@@ -152,6 +156,12 @@ PLATFORM_NO_EVENTS = System(
     "platform",
     "platform worker with task events off (bench-only switch; the platform has no setting)",
     events=False,
+)
+PLATFORM_GC_AFTER_TASK = System(
+    "platform-gc",
+    "platform",
+    "platform worker with gc.collect() after every task (bench-only switch)",
+    gc_after_task=True,
 )
 STOCK_DEFAULTS = System(
     "stock-defaults", "stock", "stock Celery 5.7 defaults (early ack, prefetch x4, classic queue)", "defaults"

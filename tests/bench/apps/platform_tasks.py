@@ -26,6 +26,15 @@ if EVENTS == "off":
     app.conf.worker_send_task_events = False
     app.conf.task_send_sent_event = False
 
+#: ``on`` runs a full garbage collection after every task in the pool processes, to show
+#: that the memory a retry storm adds is uncollected reference cycles of failed attempts.
+if os.environ.get("BENCH_GC_AFTER_TASK") == "on":
+    import gc
+
+    from celery import signals
+
+    signals.task_postrun.connect(lambda **_: gc.collect(), weak=False)
+
 profiling.install_if_asked()
 
 

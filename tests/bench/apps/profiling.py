@@ -4,8 +4,9 @@
 acks, republishing) from ``worker_ready`` to ``worker_shutdown``, and each
 prefork pool process (the task body, the idempotency store) from
 ``worker_process_init`` to ``worker_process_shutdown``. Each writes
-``profile-<role>-<pid>.txt`` (call tree), ``.flat.txt`` (self time per
-function) and ``.html`` into the folder.
+``profile-<role>-<pid>.txt`` (call tree), ``.self.txt`` and ``.total.txt``
+(flat time per function, library frames included), ``.html`` and the
+``.pyisession`` (``pyinstrument --load``) into the folder.
 
 ``BENCH_TRACEMALLOC`` also set: each process traces its allocations too and
 writes the biggest growth by allocating line to ``memory-<role>-<pid>.txt``.
@@ -49,9 +50,7 @@ def _stop(role: str) -> None:
     profiler.stop()
     stem = f"{role}-{os.getpid()}"
     Path(folder, f"profile-{stem}.txt").write_text(profiler.output_text(unicode=True, color=False))
-    # Self time per function, library frames included: where the CPU actually goes.
-    flat = profiler.output_text(unicode=True, color=False, flat=True, show_all=True)
-    Path(folder, f"profile-{stem}.flat.txt").write_text(flat)
+    write_flat(profiler, Path(folder), stem)
     Path(folder, f"profile-{stem}.html").write_text(profiler.output_html())
     before = _active.pop(f"{role}-memory", None)
     if before is not None:
@@ -59,6 +58,14 @@ def _stop(role: str) -> None:
         lines = [f"allocation growth in the {role} process {os.getpid()} (top {TOP_ALLOCATIONS})"]
         lines += [str(stat) for stat in growth[:TOP_ALLOCATIONS]]
         Path(folder, f"memory-{stem}.txt").write_text("\n".join(lines) + "\n")
+
+
+def write_flat(profiler: Any, folder: Path, stem: str) -> None:
+    """Flat views, library frames included: self time and total (inclusive) time per function."""
+    for mode in ("self", "total"):
+        text = profiler.output_text(unicode=True, color=False, flat=True, flat_time=mode, show_all=True)
+        Path(folder, f"profile-{stem}.{mode}.txt").write_text(text)
+    profiler.last_session.save(str(Path(folder, f"profile-{stem}.pyisession")))
 
 
 def install_if_asked() -> None:

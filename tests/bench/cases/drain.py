@@ -66,9 +66,7 @@ CPU = Metric("cpu_per_1000", "CPU s / 1000 tasks", higher_is_better=False)
 
 def case(sizes: Sizes) -> Case:
     systems = [PLATFORM, STOCK_DEFAULTS, STOCK_ACKS_LATE_QUORUM, RAW_PREFETCH_100]
-    explainers = (
-        [PLATFORM_NO_IDEMPOTENCY, PLATFORM_NO_EVENTS, RAW_PREFETCH_1] if sizes.drain_explainers else []
-    )
+    explainers = [PLATFORM_NO_IDEMPOTENCY, PLATFORM_NO_EVENTS, RAW_PREFETCH_1] if sizes.explainers else []
     names = {s.name for s in systems + explainers}
     return Case(
         name="drain",

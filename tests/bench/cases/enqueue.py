@@ -54,7 +54,7 @@ def case(sizes: Sizes) -> Case:
                         "one",
                     )
                 ]
-                if sizes.drain_explainers
+                if sizes.explainers
                 else []
             ),
         ],
@@ -67,11 +67,7 @@ def case(sizes: Sizes) -> Case:
             Ratio("throughput", "platform-batch", "stock-confirm", 5.0, ">=", "must"),
             Ratio("throughput", "platform-one", "raw-one"),
             Ratio("throughput", "platform-batch", "raw-pipelined"),
-            *(
-                [Ratio("throughput", "platform-one-no-events", "stock-confirm")]
-                if sizes.drain_explainers
-                else []
-            ),
+            *([Ratio("throughput", "platform-one-no-events", "stock-confirm")] if sizes.explainers else []),
         ],
         profile_side="platform-one",
         notes=["every queue is a quorum queue; messages are persistent Celery protocol 2 no-op tasks"],

@@ -119,6 +119,8 @@ def main() -> None:
     if os.environ.get("BENCH_PROFILE_DIR"):
         from pyinstrument import Profiler
 
+        from tests.bench.apps.profiling import write_flat
+
         profiler = Profiler(interval=0.001, async_mode="disabled")
         profiler.start()
     if options.command == "enqueue":
@@ -129,8 +131,7 @@ def main() -> None:
         profiler.stop()
         stem = Path(os.environ["BENCH_PROFILE_DIR"], f"profile-publisher-{os.getpid()}")
         stem.with_suffix(".txt").write_text(profiler.output_text(unicode=True, color=False))
-        flat = profiler.output_text(unicode=True, color=False, flat=True, show_all=True)
-        stem.with_suffix(".flat.txt").write_text(flat)
+        write_flat(profiler, stem.parent, stem.name.removeprefix("profile-"))
         stem.with_suffix(".html").write_text(profiler.output_html())
     print(json.dumps({"sent": sent, "seconds": elapsed}), flush=True)
     # Dramatiq's and Celery's connections would otherwise hold the exit a while.
