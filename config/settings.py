@@ -68,6 +68,8 @@ class Settings:
     state_url: str = "sqlite:///.run/state.sqlite3"
     #: Skip tasks whose id is already recorded as completed.
     idempotency: bool = True
+    #: Publish Celery's ``task-sent`` event for every task (one more confirmed publish each).
+    task_sent_events: bool = False
     #: Celery result backend URL; empty means results are not stored.
     result_backend: str = ""
     #: Worker processes per worker (prefork pool).
@@ -138,6 +140,7 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "extra_permanent": "PLATFORM_EXTRA_PERMANENT",
     "state_url": "PLATFORM_STATE_URL",
     "idempotency": "PLATFORM_IDEMPOTENCY",
+    "task_sent_events": "PLATFORM_TASK_SENT_EVENTS",
     "result_backend": "CELERY_RESULT_BACKEND",
     "concurrency": "PLATFORM_CONCURRENCY",
     "run_dir": "PLATFORM_RUN_DIR",
@@ -285,6 +288,7 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "extra_permanent": _names,
     "state_url": _url("sqlite", "postgresql", "postgres"),
     "idempotency": _flag,
+    "task_sent_events": _flag,
     "result_backend": _text,
     "concurrency": _number(int, 1),
     "run_dir": _text,

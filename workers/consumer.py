@@ -57,6 +57,21 @@ class PlatformConsumer(Consumer):
         self.lifecycle.worker = self.hostname or self.lifecycle.worker
         self.delivery_limit = self.app.conf.platform_settings.delivery_limit
 
+    def connection_for_write(self, url: str | None = None, heartbeat: float | None = None) -> Any:
+        """The connection monitoring events go out on, without publisher confirms.
+
+        Celery's ``Events`` step is this method's only caller in the consumer
+        (task messages, retries and dead letters are published elsewhere, all
+        confirmed). Worker events are transient messages on a non-durable
+        exchange that nobody may depend on; waiting for a confirm of each of
+        the three a task produces (received, started, succeeded) cost about a
+        third of the worker's main-process time.
+        """
+        connection = self.app.connection_for_write(
+            url=url, heartbeat=heartbeat, transport_options={"confirm_publish": False}
+        )
+        return self.ensure_connected(connection)
+
     def _queue_by_tag(self) -> dict[str, str]:
         task_consumer = getattr(self, "task_consumer", None)
         tags = getattr(task_consumer, "_active_tags", None) or {}

@@ -85,9 +85,12 @@ def commit_then_die(self, key: str) -> None:
     os._exit(1)
 
 
-@app.task(bind=True, name="tests.flaky_long", retry_base=4.0, retry_jitter_max=0.5)
+@app.task(bind=True, name="tests.flaky_long", retry_base=15.0, retry_jitter_max=0.5)
 def flaky_long(self) -> None:
-    """Fails once, then waits about 4 s in the broker before succeeding."""
+    """Fails once, then waits about 15 s in the broker before succeeding.
+
+    Long enough that a warm shutdown on a loaded machine still finds the last
+    failures waiting in the delay queue."""
     record("attempt", self.request.id, str(self.request.retries))
     if self.request.retries < 1:
         raise TransientError("first attempt always times out")
