@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import traceback as traceback_module
 
+from celery import signals
 from celery.exceptions import Retry
 
 from workers.backoff import RetryPolicy, backoff_delay
@@ -34,6 +35,9 @@ class RetryLater(Retry):
             ),
             when=delay,
         )
+        # Celery's Retry puts itself in its own args: a reference cycle that
+        # keeps every failed attempt's frames alive until a full collection.
+        self.args = (self.message, None, delay)
 
     def __reduce__(self):
         return (type(self), (self.failure, self.delay, self.retry_number))
@@ -88,3 +92,27 @@ def decide(
     else:
         delay = backoff_delay(retries_done, policy, classification.retry_after)
     return RetryLater(failure, delay, retries_done + 1)
+
+
+# -- releasing failed attempts (Celery signals) --------------------------------
+# Celery's tracer keeps the raised exception in its own frame's locals while the
+# exception's traceback holds that frame: one reference cycle per failed attempt
+# (Celery clears frames of failures it can, but the tracer's frame is still
+# running then, and for retries it clears a wrapper, not the exception). Left
+# to the cyclic collector, a retry storm grew each pool process by about 100 MB
+# before a full collection freed it. A verdict already carries its traceback as
+# text, so once Celery has recorded the attempt its frames can go.
+
+
+@signals.task_retry.connect(weak=False)
+def release_retried_attempt(reason: BaseException | None = None, **_: object) -> None:
+    """Break the cycle of a ``RetryLater`` once Celery has recorded the retry."""
+    if isinstance(reason, RetryLater):
+        reason.__traceback__ = None
+
+
+@signals.task_failure.connect(weak=False)
+def release_dead_lettered_attempt(exception: BaseException | None = None, **_: object) -> None:
+    """Break the cycle of a ``DeadLetter`` once Celery has recorded the failure."""
+    if isinstance(exception, DeadLetter):
+        exception.__traceback__ = None

@@ -97,7 +97,9 @@ def flaky_long(self) -> None:
     record("done", self.request.id)
 
 
-@app.task(bind=True, name="tests.backoff_forever", retry_base=60.0, retry_jitter_max=0.5)
+@app.task(
+    bind=True, name="tests.backoff_forever", retry_base=300.0, retry_max_delay=300.0, retry_jitter_max=0.5
+)
 def backoff_forever(self) -> None:
-    """Fails transiently; the retry waits a minute in the broker."""
+    """Fails transiently; the retry waits five minutes in the broker (longer than any test)."""
     raise TransientError("try again in a minute")
