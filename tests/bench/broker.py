@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import amqp
@@ -90,6 +91,16 @@ def declare_queue(vhost: Vhost, name: str, arguments: dict[str, Any] | None = No
         connection.channel().queue_declare(name, durable=True, auto_delete=False, arguments=arguments or {})
 
 
+def declare_fan_out(vhost: Vhost, exchange: str, routing_key: str, queues: Iterable[str]) -> None:
+    """A durable topic ``exchange`` with a durable quorum queue per name, each bound to ``routing_key``."""
+    with vhost.connect() as connection:
+        channel = connection.channel()
+        channel.exchange_declare(exchange, "topic", durable=True, auto_delete=False)
+        for name in queues:
+            channel.queue_declare(name, durable=True, auto_delete=False, arguments={"x-queue-type": "quorum"})
+            channel.queue_bind(name, exchange, routing_key)
+
+
 def declare_kombu(vhost: Vhost, queues: Iterable[Any]) -> None:
     """Declare kombu queues (with their exchanges and bindings) as a worker would."""
     from kombu import Connection
@@ -122,6 +133,40 @@ def celery_messages(task: str, calls: Iterable[tuple[list[Any], dict[str, Any]]]
             correlation_id=task_id,
             reply_to="",
         )
+
+
+#: Traceback text of a seeded dead letter: as long as a typical Python traceback.
+DEAD_LETTER_TRACEBACK = (
+    "Traceback (most recent call last):\n"
+    + '  File "/srv/app/tasks/bench.py", line 42, in noop\n    gateway.call()\n' * 8
+    + "TimeoutError: the gateway did not answer within 5.0s\n"
+)
+
+
+def dead_letters(queue: str, count: int) -> Iterator[amqp.Message]:
+    """``count`` dead letters of ``queue``'s no-op task, with the headers a platform worker writes."""
+    failed_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    for message in celery_messages("bench.noop", (([], {}) for _ in range(count))):
+        headers = message.properties["application_headers"]
+        headers.update(
+            {
+                "x-original-queue": queue,
+                "x-original-exchange": "platform.tasks",
+                "x-original-routing-key": queue,
+                "x-task-name": "bench.noop",
+                "x-task-id": headers["id"],
+                "x-error-class": "transient",
+                "x-error-type": "TimeoutError",
+                "x-error-message": "the gateway did not answer within 5.0s",
+                "x-error-traceback": DEAD_LETTER_TRACEBACK,
+                "x-retry-count": 5,
+                "retries": 5,
+                "x-first-failed-at": failed_at,
+                "x-last-failed-at": failed_at,
+                "x-worker": "bench@localhost",
+            }
+        )
+        yield message
 
 
 def dramatiq_messages(queue: str, actor: str, calls: Iterable[list[Any]]) -> Iterator[amqp.Message]:

@@ -42,6 +42,8 @@ CHARTED = {
     "memory": ("rss_mb",),
     "retry_storm": ("throughput", "rss_after_mb"),
     "peer": ("throughput", "p99"),
+    "replay_rate": ("throughput",),
+    "fan_out": ("throughput",),
 }
 
 

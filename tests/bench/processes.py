@@ -2,7 +2,9 @@
 
 Every side runs its workers as real subprocesses in their own session (so the
 whole tree can be stopped without touching anyone else's processes): ``celery
-worker`` (platform or stock), ``dramatiq``, or the raw py-amqp consumer.
+worker`` (platform or stock), ``dramatiq``, or the raw py-amqp consumer. Sides
+without a worker run a tool (``tests/bench/tools``) as a fresh process that
+times its own work and prints the result as one JSON line (:func:`run_tool`).
 """
 
 from __future__ import annotations
@@ -162,19 +164,26 @@ class BenchProcess:
         self.stop()
 
 
-def run_publisher(env: dict[str, str], arguments: list[str], folder: Path, timeout: float) -> dict[str, Any]:
-    """Run :mod:`tests.bench.tools.publisher` in a fresh process; its JSON result.
+def run_tool(
+    tool: str, env: dict[str, str], arguments: list[str], folder: Path, timeout: float
+) -> dict[str, Any]:
+    """Run ``python -m tests.bench.tools.<tool>`` in a fresh process; its JSON result (last line).
 
     Raises:
         RuntimeError: it failed or printed no result; the message has its output.
     """
-    command = [sys.executable, "-m", "tests.bench.tools.publisher", *arguments]
+    command = [sys.executable, "-m", f"tests.bench.tools.{tool}", *arguments]
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, timeout=timeout, check=False)
     lines = done.stdout.decode(errors="replace").strip().splitlines()
     if done.returncode != 0 or not lines:
-        (folder / "publisher.log").write_bytes(done.stdout + done.stderr)
+        (folder / f"{tool}.log").write_bytes(done.stdout + done.stderr)
         raise RuntimeError(
-            f"publisher {' '.join(arguments)} exited {done.returncode}: "
+            f"{tool} {' '.join(arguments)} exited {done.returncode}: "
             + done.stderr.decode(errors="replace")[-1500:]
         )
     return json.loads(lines[-1])
+
+
+def run_publisher(env: dict[str, str], arguments: list[str], folder: Path, timeout: float) -> dict[str, Any]:
+    """Run :mod:`tests.bench.tools.publisher` in a fresh process; its JSON result."""
+    return run_tool("publisher", env, arguments, folder, timeout)

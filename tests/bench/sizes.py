@@ -29,6 +29,12 @@ class Sizes:
     storm_backoff: float = 180.0
     #: Longest wait for one phase of the storm case, in seconds.
     storm_phase_timeout: float = 60.0
+    #: Dead letters each side of the replay case moves back to their queue.
+    replay_letters: int = 10_000
+    #: Events the batch and raw sides of the fan-out case publish (each to 3 queues).
+    fan_out_events: int = 20_000
+    #: Events the one-at-a-time side of the fan-out case publishes.
+    fan_out_one_events: int = 2_000
     #: Default rounds per case (at least 3).
     rounds: int = 3
     #: Also measure sides that only explain a cost (no idempotency, no events, raw prefetch 1).
@@ -52,6 +58,9 @@ QUICK = Sizes(
     storm_healthy=200,
     storm_backoff=30.0,
     storm_phase_timeout=2.0,
+    replay_letters=200,
+    fan_out_events=300,
+    fan_out_one_events=100,
     explainers=False,
     profile=False,
 )

@@ -10,12 +10,18 @@ prefork pool process (the task body, the idempotency store) from
 
 ``BENCH_TRACEMALLOC`` also set: each process traces its allocations too and
 writes the biggest growth by allocating line to ``memory-<role>-<pid>.txt``.
+
+The suite's own tool processes (publishers, the DLQ mover, the fan-out
+publisher) profile their measured work with :func:`profiled`, into the same
+files under their own role.
 """
 
 from __future__ import annotations
 
 import os
 import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +72,19 @@ def write_flat(profiler: Any, folder: Path, stem: str) -> None:
         text = profiler.output_text(unicode=True, color=False, flat=True, flat_time=mode, show_all=True)
         Path(folder, f"profile-{stem}.{mode}.txt").write_text(text)
     profiler.last_session.save(str(Path(folder, f"profile-{stem}.pyisession")))
+
+
+@contextmanager
+def profiled(role: str) -> Iterator[None]:
+    """Profile the block as ``role`` when ``BENCH_PROFILE_DIR`` is set; otherwise just run it."""
+    if not os.environ.get(PROFILE_DIR_VARIABLE):
+        yield
+        return
+    _start(role)
+    try:
+        yield
+    finally:
+        _stop(role)
 
 
 def install_if_asked() -> None:

@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.bench.apps.profiling import profiled
+
 #: Warm-up messages sent (and awaited) before a paced run.
 WARM_UP = 4
 
@@ -115,24 +117,11 @@ def main() -> None:
     steady.add_argument("rate", type=float)
     steady.add_argument("seconds", type=float)
     options = parser.parse_args()
-    profiler = None
-    if os.environ.get("BENCH_PROFILE_DIR"):
-        from pyinstrument import Profiler
-
-        from tests.bench.apps.profiling import write_flat
-
-        profiler = Profiler(interval=0.001, async_mode="disabled")
-        profiler.start()
-    if options.command == "enqueue":
-        sent, elapsed = enqueue(options.system, options.how, options.count)
-    else:
-        sent, elapsed = paced(options.system, options.rate, options.seconds)
-    if profiler is not None:
-        profiler.stop()
-        stem = Path(os.environ["BENCH_PROFILE_DIR"], f"profile-publisher-{os.getpid()}")
-        stem.with_suffix(".txt").write_text(profiler.output_text(unicode=True, color=False))
-        write_flat(profiler, stem.parent, stem.name.removeprefix("profile-"))
-        stem.with_suffix(".html").write_text(profiler.output_html())
+    with profiled("publisher"):
+        if options.command == "enqueue":
+            sent, elapsed = enqueue(options.system, options.how, options.count)
+        else:
+            sent, elapsed = paced(options.system, options.rate, options.seconds)
     print(json.dumps({"sent": sent, "seconds": elapsed}), flush=True)
     # Dramatiq's and Celery's connections would otherwise hold the exit a while.
     os._exit(0)
