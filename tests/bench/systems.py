@@ -51,10 +51,10 @@ class System:
     idempotency: bool = True
     #: Prefetch of the raw consumer.
     prefetch: int = 0
-    #: Platform task events (``task-sent``, ``-received``, ``-started``, ``-succeeded``) on or off.
+    #: Worker task events (``task-received``, ``-started``, ``-succeeded``) on or off.
     events: bool = True
-    #: A full ``gc.collect()`` after every task (bench-only diagnosis).
-    gc_after_task: bool = False
+    #: Celery's ``task-sent`` event per published task (``PLATFORM_TASK_SENT_EVENTS``).
+    sent_events: bool = False
 
     @property
     def queue(self) -> str:
@@ -82,8 +82,8 @@ class System:
                 marks["PLATFORM_IDEMPOTENCY"] = "false"
             if not self.events:
                 marks["BENCH_PLATFORM_EVENTS"] = "off"
-            if self.gc_after_task:
-                marks["BENCH_GC_AFTER_TASK"] = "on"
+            if self.sent_events:
+                marks["PLATFORM_TASK_SENT_EVENTS"] = "true"
             return platform_environment(vhost.url, folder, **marks)
         if self.kind == "stock":
             return base_environment(vhost.url, BENCH_STOCK_MODE=self.stock_mode, **marks)
@@ -154,14 +154,14 @@ PLATFORM_NO_IDEMPOTENCY = System(
 PLATFORM_NO_EVENTS = System(
     "platform-no-events",
     "platform",
-    "platform worker with task events off (bench-only switch; the platform has no setting)",
+    "platform worker with worker task events off (bench-only switch)",
     events=False,
 )
-PLATFORM_GC_AFTER_TASK = System(
-    "platform-gc",
+PLATFORM_SENT_EVENTS = System(
+    "platform-sent-events",
     "platform",
-    "platform worker with gc.collect() after every task (bench-only switch)",
-    gc_after_task=True,
+    "platform with PLATFORM_TASK_SENT_EVENTS=true (a task-sent event per published task)",
+    sent_events=True,
 )
 STOCK_DEFAULTS = System(
     "stock-defaults", "stock", "stock Celery 5.7 defaults (early ack, prefetch x4, classic queue)", "defaults"

@@ -18,22 +18,13 @@ from workers.errors import TransientError
 #: Seconds a storm task waits in its delay queue before it comes back.
 STORM_BACKOFF = float(os.environ.get("BENCH_STORM_BACKOFF", "60"))
 
-#: ``off`` switches task events off in this process, to show what they cost. The
-#: platform has no setting for it; the worker reads the value after importing this module.
+#: ``off`` switches the worker's task events off, to show what they cost (a bench-only
+#: switch: Flower needs them); the worker reads the value after importing this module.
 EVENTS = os.environ.get("BENCH_PLATFORM_EVENTS", "on")
 
 if EVENTS == "off":
     app.conf.worker_send_task_events = False
     app.conf.task_send_sent_event = False
-
-#: ``on`` runs a full garbage collection after every task in the pool processes, to show
-#: that the memory a retry storm adds is uncollected reference cycles of failed attempts.
-if os.environ.get("BENCH_GC_AFTER_TASK") == "on":
-    import gc
-
-    from celery import signals
-
-    signals.task_postrun.connect(lambda **_: gc.collect(), weak=False)
 
 profiling.install_if_asked()
 

@@ -12,7 +12,7 @@ from tests.bench.broker import fresh_vhost
 from tests.bench.processes import run_publisher
 from tests.bench.runner import Case, Metric, Ratio, Side, SideRun
 from tests.bench.sizes import Sizes
-from tests.bench.systems import PLATFORM, PLATFORM_NO_EVENTS, STOCK_CONFIRM, System
+from tests.bench.systems import PLATFORM, PLATFORM_SENT_EVENTS, STOCK_CONFIRM, System
 
 #: A raw py-amqp publisher on a plain quorum queue.
 RAW = System("raw", "raw", "raw py-amqp publisher, quorum queue")
@@ -48,9 +48,9 @@ def case(sizes: Sizes) -> Case:
             *(
                 [
                     enqueue_side(
-                        "platform-one-no-events",
-                        "platform apply_async with task_send_sent_event off (bench-only switch)",
-                        PLATFORM_NO_EVENTS,
+                        "platform-one-sent-events",
+                        "platform apply_async with PLATFORM_TASK_SENT_EVENTS=true",
+                        PLATFORM_SENT_EVENTS,
                         "one",
                     )
                 ]
@@ -67,7 +67,7 @@ def case(sizes: Sizes) -> Case:
             Ratio("throughput", "platform-batch", "stock-confirm", 5.0, ">=", "must"),
             Ratio("throughput", "platform-one", "raw-one"),
             Ratio("throughput", "platform-batch", "raw-pipelined"),
-            *([Ratio("throughput", "platform-one-no-events", "stock-confirm")] if sizes.explainers else []),
+            *([Ratio("throughput", "platform-one-sent-events", "stock-confirm")] if sizes.explainers else []),
         ],
         profile_side="platform-one",
         notes=["every queue is a quorum queue; messages are persistent Celery protocol 2 no-op tasks"],

@@ -28,7 +28,7 @@ from tests.bench.observe import count, wait_for_count
 from tests.bench.processes import BenchProcess
 from tests.bench.runner import Case, Metric, Ratio, Side, SideRun
 from tests.bench.sizes import Sizes
-from tests.bench.systems import PLATFORM, PLATFORM_GC_AFTER_TASK, STOCK_ACKS_LATE_CLASSIC, System
+from tests.bench.systems import PLATFORM, STOCK_ACKS_LATE_CLASSIC, System
 
 #: No-op tasks run before the first memory reading.
 WARM_UP = 20
@@ -112,7 +112,6 @@ def case(sizes: Sizes) -> Case:
             storm_side(PLATFORM, storm=True),
             storm_side(STOCK_ACKS_LATE_CLASSIC, storm=False),
             storm_side(STOCK_ACKS_LATE_CLASSIC, storm=True),
-            *([storm_side(PLATFORM_GC_AFTER_TASK, storm=True)] if sizes.explainers else []),
         ],
         metrics=[
             Metric("throughput", "tasks/s", higher_is_better=True),
@@ -142,28 +141,12 @@ def case(sizes: Sizes) -> Case:
                 denominator_metric="rss_before_mb",
             ),  # fmt: skip
             Ratio("throughput", "platform-storm", "stock-late-classic-storm"),
-            *(
-                [
-                    Ratio(
-                        "rss_after_mb",
-                        "platform-gc-storm",
-                        "platform-gc-storm",
-                        denominator_metric="rss_before_mb",
-                    ),  # fmt: skip
-                ]
-                if sizes.explainers
-                else []
-            ),
         ],
         profile_side="platform-storm",
         profile_memory=True,
         notes=[
             f"storm messages back off {sizes.storm_backoff:g}s, longer than the measurement, so they "
             "stay parked while the healthy tasks run (stock: retry_backoff with retry_jitter=False)",
-            "platform-gc-storm (full runs) collects garbage after every task: if its memory stays "
-            "flat, the growth is reference cycles of failed attempts, not a leak. Only its memory "
-            "counts: a full collection per task slows parking so much that the first storm messages "
-            "come back before the healthy phase ends",
             f"a phase that passes its {sizes.storm_phase_timeout:g}s deadline counts the tasks done so far "
             "(healthy_done < 1)",
         ],
