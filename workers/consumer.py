@@ -23,6 +23,7 @@ from celery.worker.consumer.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
 from workers.classify import ErrorClass
+from workers.event_flusher import EventFlusher
 from workers.headers import Failure, delivery_count, retry_count
 from workers.lifecycle import lifecycle_for
 
@@ -51,6 +52,8 @@ class PlatformConsumer(Consumer):
         #: to it (workers.events.receive runs CloudEvents as handler tasks).
         self.receive_translators: list[Callable[[Any], Any]] = []
         # -- end of extension point ----------------------------------------------
+        #: Publishes buffered task events from a thread of its own.
+        self.event_flusher = EventFlusher(lambda: self.event_dispatcher)
         super().__init__(*args, **kwargs)
         self.lifecycle = lifecycle_for(self.app)
         self.lifecycle.queue_by_tag = self._queue_by_tag
@@ -71,6 +74,14 @@ class PlatformConsumer(Consumer):
             url=url, heartbeat=heartbeat, transport_options={"confirm_publish": False}
         )
         return self.ensure_connected(connection)
+
+    def on_send_event_buffered(self) -> None:
+        """Wake the event flusher instead of flushing in the event loop."""
+        self.event_flusher.wake()
+
+    def shutdown(self) -> None:
+        self.event_flusher.stop()
+        super().shutdown()
 
     def _queue_by_tag(self) -> dict[str, str]:
         task_consumer = getattr(self, "task_consumer", None)
