@@ -16,6 +16,7 @@ queues).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,6 @@ from celery.worker.consumer.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
 from workers.classify import ErrorClass
-from workers.event_flusher import EventFlusher
 from workers.headers import Failure, delivery_count, retry_count
 from workers.lifecycle import lifecycle_for
 
@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: Celery's step that would declare 28 ``celery_delayed_*`` queues; not used.
 NATIVE_DELAYED_DELIVERY = "celery.worker.consumer.delayed_delivery:DelayedDelivery"
+#: Seconds task events may wait in the worker's buffer before they are published.
+EVENT_FLUSH_INTERVAL = 0.1
 #: Errors in a message's shape that surface while Celery builds the request.
 MALFORMED_ERRORS = (ValueError, TypeError, KeyError, AttributeError)
 
@@ -52,8 +54,8 @@ class PlatformConsumer(Consumer):
         #: to it (workers.events.receive runs CloudEvents as handler tasks).
         self.receive_translators: list[Callable[[Any], Any]] = []
         # -- end of extension point ----------------------------------------------
-        #: Publishes buffered task events from a thread of its own.
-        self.event_flusher = EventFlusher(lambda: self.event_dispatcher)
+        #: When the scheduled flush of buffered task events is due (None: none is).
+        self._event_flush_due: float | None = None
         super().__init__(*args, **kwargs)
         self.lifecycle = lifecycle_for(self.app)
         self.lifecycle.queue_by_tag = self._queue_by_tag
@@ -76,11 +78,30 @@ class PlatformConsumer(Consumer):
         return self.ensure_connected(connection)
 
     def on_send_event_buffered(self) -> None:
-        """Wake the event flusher instead of flushing in the event loop."""
-        self.event_flusher.wake()
+        """Flush buffered task events once per :data:`EVENT_FLUSH_INTERVAL`, not per loop turn.
+
+        Stock Celery flushes on the next turn of the event loop, so each task's
+        events go out as one or two small messages, each a full publish in the
+        thread that also receives, dispatches and acks. Flushing on a timer
+        sends them as one ``task.multi`` message per interval (per 24 events at
+        most: the dispatcher flushes a full buffer itself), which Flower reads
+        like single events.
+        """
+        if self.hub is None:
+            return self._flush_events()
+        now = time.monotonic()
+        # A timer lost with a restarted event loop is overdue: schedule anew.
+        if self._event_flush_due is None or now > self._event_flush_due + EVENT_FLUSH_INTERVAL:
+            self._event_flush_due = now + EVENT_FLUSH_INTERVAL
+            self.hub.call_later(EVENT_FLUSH_INTERVAL, self._flush_buffered_events)
+        return None
+
+    def _flush_buffered_events(self) -> None:
+        self._event_flush_due = None
+        self._flush_events()
 
     def shutdown(self) -> None:
-        self.event_flusher.stop()
+        self._flush_events()
         super().shutdown()
 
     def _queue_by_tag(self) -> dict[str, str]:
