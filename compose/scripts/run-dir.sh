@@ -20,7 +20,8 @@ is_ours() {
         [ "${line%% *}" != Z ] || return 1
     fi
     if [ -r "/proc/$pid/environ" ]; then
-        tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qxF "PLATFORM_RUN_DIR=$RUN_DIR"
+        # 2>/dev/null first: a process that exits meanwhile makes the redirection fail.
+        tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qxF "PLATFORM_RUN_DIR=$RUN_DIR"
     else
         # No /proc (macOS): trust the pid file if the command looks like ours.
         ps -p "$pid" -o command= 2>/dev/null | grep -qE "celery|workers\.flower"
