@@ -101,7 +101,9 @@ class PlatformConsumer(Consumer):
         self._flush_events()
 
     def shutdown(self) -> None:
-        self._flush_events()
+        # Events still waiting for the timer go out before the dispatcher closes.
+        if getattr(self, "event_dispatcher", None) is not None:
+            self._flush_events()
         super().shutdown()
 
     def _queue_by_tag(self) -> dict[str, str]:
