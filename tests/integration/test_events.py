@@ -80,10 +80,12 @@ def test_one_publish_reaches_three_subscribers_exactly_once_each(
     from tasks.events import publish
 
     ledger = tmp_path / "ledger.txt"
-    start_worker(queues="email.events,analytics.events,inventory.events", concurrency=2)
+    worker = start_worker(queues="email.events,analytics.events,inventory.events", concurrency=2)
     ids = [publish("order.created", order(n), app=events_client) for n in range(20)]
     wait_for(lambda: len(handled(ledger)) >= 60, message=lambda: f"60 handled, got {len(handled(ledger))}")
-    time.sleep(0.5)  # let any duplicate show up before counting
+    # A warm shutdown finishes and acks what is in flight: with the queues empty
+    # afterwards, no duplicate can still be on its way.
+    worker.stop()
     counts = Counter((service, event_id) for service, event_id, _ in handled(ledger))
     assert counts == Counter({(s, i): 1 for s in SERVICES for i in ids})
     for service in SERVICES:
@@ -104,7 +106,9 @@ def test_two_workers_on_one_subscriber_queue_each_handle_an_event_once(
     ids = publish_many([("order.created", order(n)) for n in range(40)], app=events_client)
     email = lambda: [row for row in handled(ledger) if row[0] == "email"]  # noqa: E731
     wait_for(lambda: len(email()) >= 40, message=lambda: f"40 handled by email, got {len(email())}")
-    time.sleep(0.5)
+    first.stop()
+    second.stop()
+    assert vhost.depth("email.events") == 0
     rows = email()
     assert sorted(event_id for _, event_id, _ in rows) == sorted(ids)
     workers = Counter(worker for _, _, worker in rows)
@@ -344,24 +348,26 @@ def test_backfill_of_100_past_events_while_20_new_arrive_handles_all_120_once(
     env = {**subscriptions, "PLATFORM_SUBSCRIPTIONS_FILE": str(file)}
     # One process: a live copy and a backfilled copy of one event never run at
     # the same moment (the idempotency check is not a lock).
-    start_worker(queues="fraud.events", concurrency=1, PLATFORM_SUBSCRIPTIONS_FILE=str(file))
+    worker = start_worker(queues="fraud.events", concurrency=1, PLATFORM_SUBSCRIPTIONS_FILE=str(file))
     backfill = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "config", "pubsub", "backfill", "fraud", "--from-start"],
         env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    new = []
-    for n in range(100, 120):
-        new.append(publish("order.created", order(n), app=events_client))
-        time.sleep(0.02)
+    fraud = lambda: [i for s, i, _ in handled(ledger) if s == "fraud"]  # noqa: E731
+    # Half the live events before fraud has handled anything, half after: live
+    # and backfilled copies arrive interleaved.
+    new = [publish("order.created", order(n), app=events_client) for n in range(100, 110)]
+    wait_for(lambda: fraud(), timeout=60, message="fraud to handle its first event")
+    new += [publish("order.created", order(n), app=events_client) for n in range(110, 120)]
     out, err = backfill.communicate(timeout=120)
     assert backfill.returncode == 0, err
     assert "backfilled" in out
-    fraud = lambda: [i for s, i, _ in handled(ledger) if s == "fraud"]  # noqa: E731
     wait_for(
         lambda: len(set(fraud())) >= 120, timeout=60, message=lambda: f"fraud: {len(set(fraud()))} of 120"
     )
     wait_for(lambda: vhost.depth("fraud.events") == 0, message="fraud.events to drain")
-    time.sleep(0.5)
+    worker.stop()
+    assert vhost.depth("fraud.events") == 0
     counts = Counter(fraud())
     assert set(counts) == set(past + new)
     assert max(counts.values()) == 1, [i for i, c in counts.items() if c > 1]
