@@ -182,8 +182,3 @@ def run_tool(
             + done.stderr.decode(errors="replace")[-1500:]
         )
     return json.loads(lines[-1])
-
-
-def run_publisher(env: dict[str, str], arguments: list[str], folder: Path, timeout: float) -> dict[str, Any]:
-    """Run :mod:`tests.bench.tools.publisher` in a fresh process; its JSON result."""
-    return run_tool("publisher", env, arguments, folder, timeout)

@@ -9,7 +9,7 @@ each confirm; ``platform-batch`` is ``task.apply_many`` (pipelined confirms),
 from __future__ import annotations
 
 from tests.bench.broker import fresh_vhost
-from tests.bench.processes import run_publisher
+from tests.bench.processes import run_tool
 from tests.bench.runner import Case, Metric, Ratio, Side, SideRun
 from tests.bench.sizes import Sizes
 from tests.bench.systems import PLATFORM, PLATFORM_SENT_EVENTS, STOCK_CONFIRM, System
@@ -27,7 +27,9 @@ def enqueue_side(name: str, description: str, system: System, how: str) -> Side:
             env = system.environment(vhost, run.folder, **run.profile_environment())
             system.declare(vhost, env)
             kind = "stock" if system.kind == "stock" else system.kind
-            result = run_publisher(env, ["enqueue", kind, how, str(count)], run.folder, 120 + count / 100)
+            result = run_tool(
+                "publisher", env, ["enqueue", kind, how, str(count)], run.folder, 120 + count / 100
+            )
         return {"throughput": result["sent"] / result["seconds"], "seconds": result["seconds"]}
 
     return Side(name, description, measure)

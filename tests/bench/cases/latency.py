@@ -12,7 +12,7 @@ from __future__ import annotations
 from tests.bench import stats
 from tests.bench.broker import QueueProbe, fresh_vhost
 from tests.bench.observe import latencies_ms, stamp_lines
-from tests.bench.processes import run_publisher
+from tests.bench.processes import run_tool
 from tests.bench.runner import Case, Metric, Ratio, Side, SideRun
 from tests.bench.sizes import Sizes
 from tests.bench.systems import PLATFORM, STOCK_ACKS_LATE_QUORUM, System
@@ -31,7 +31,9 @@ def latency_once(system: System, rate: int, seconds: float, run: SideRun) -> dic
         with QueueProbe(vhost) as probe, system.worker(env, run.folder, graceful=run.profile) as worker:
             probe.wait_for_consumer(system.queue, 60, worker.alive)
             kind = "stock" if system.kind == "stock" else system.kind
-            result = run_publisher(env, ["paced", kind, str(rate), str(seconds)], run.folder, seconds + 120)
+            result = run_tool(
+                "publisher", env, ["paced", kind, str(rate), str(seconds)], run.folder, seconds + 120
+            )
             expected = result["sent"] + WARM_UP
             stamps = run.folder / "stamps"
             wait_for(
