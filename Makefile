@@ -60,7 +60,7 @@ down: setup ## Stop what 'make up' started
 	@$(SCRIPTS)/down.sh
 
 flower: broker ## Run Flower in the foreground (FLOWER_ADDRESS, FLOWER_PORT, FLOWER_BASIC_AUTH)
-	$(PY) -m workers.flower
+	$(PY) -m workers.ops.flower
 
 demo: up ## Start everything and run sample work: successes, retries, dead letters
 	$(PY) -m tasks.demo
@@ -98,10 +98,10 @@ events-backfill: broker ## Backfill a new subscriber from the event log: make ev
 	$(CELERY) pubsub backfill $(SERVICE) --from-start
 
 metrics: broker ## Serve Prometheus metrics on PLATFORM_METRICS_PORT (foreground)
-	$(PY) -m workers.metrics
+	$(PY) -m workers.ops.metrics
 
 alerts: broker ## Run the webhook alert checks (foreground; PLATFORM_ALERT_WEBHOOK_URL)
-	$(PY) -m workers.alerts
+	$(PY) -m workers.ops.alerts
 
 bench: setup ## Run the benchmarks (results/bench-<time>/)
 	$(PY) -m tests.bench --out results/bench-$$(date +%Y%m%d-%H%M%S)

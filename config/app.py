@@ -9,6 +9,7 @@ so this package imports nothing of ours.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
@@ -18,11 +19,36 @@ from config.subscriptions import Subscription, load_subscriptions
 from config.topology import TASKS_EXCHANGE, Topology, WorkQueue, subscriber_limit_arguments
 
 #: The Task base class every ``@app.task`` gets: the platform lifecycle.
-TASK_CLASS = "workers.task:PlatformTask"
+TASK_CLASS = "workers.delivery.task:PlatformTask"
 #: Celery's consumer, extended so that nothing is dropped on receipt.
-CONSUMER_CLASS = "workers.consumer:PlatformConsumer"
+CONSUMER_CLASS = "workers.delivery.consumer:PlatformConsumer"
 #: Consumer bootstep that lets subscriber queues' CloudEvents run as handler tasks.
 EVENTS_STEP = "workers.events.receive:EventDeliveries"
+#: Every dotted name this package hands to Celery (a test imports each one).
+DOTTED_NAMES = (TASK_CLASS, CONSUMER_CLASS, EVENTS_STEP)
+#: The one key of ``app.conf`` that holds the platform's own objects.
+PLATFORM_KEY = "platform"
+
+
+@dataclass(frozen=True)
+class PlatformConfig:
+    """What the platform is, as one app was built with it: settings, topology, subscriptions."""
+
+    settings: Settings
+    topology: Topology
+    subscriptions: tuple[Subscription, ...]
+
+
+def platform_config(app: Celery) -> PlatformConfig:
+    """The platform's settings, topology and subscriptions of ``app``.
+
+    Raises:
+        LookupError: ``app`` was not built by :func:`create_app`.
+    """
+    found = app.conf.get(PLATFORM_KEY)
+    if not isinstance(found, PlatformConfig):
+        raise LookupError(f"Celery app {app.main!r} was not built by config.app.create_app")
+    return found
 
 
 def route_by_module(settings: Settings) -> Any:
@@ -83,21 +109,19 @@ def celery_config(settings: Settings, topology: Topology) -> dict[str, Any]:
         "task_track_started": True,
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "include": list(settings.task_modules),
-        # Our own, read by the workers package.
-        "platform_settings": settings,
-        "platform_topology": topology,
     }
     if settings.result_backend:
         config["result_backend"] = settings.result_backend
     return config
 
 
-def build_topology(settings: Settings) -> Topology:
-    """The topology for ``settings``: every work queue plus the default one."""
+def build_topology(settings: Settings, subscriptions: tuple[Subscription, ...] | None = None) -> Topology:
+    """The topology for ``settings``: every work queue plus the default one, and the subscribers."""
     tiers = max(settings.max_retries, settings.max_unknown_retries)
     names = (*settings.queues, settings.default_queue)
     topology = Topology.build(names, tiers, settings.delivery_limit)
-    subscriptions = load_subscriptions(settings.subscriptions_file)
+    if subscriptions is None:
+        subscriptions = load_subscriptions(settings.subscriptions_file)
     if not subscriptions:
         return topology
     return topology.with_subscribers(
@@ -127,17 +151,17 @@ def subscriber_work_queue(subscription: Subscription, settings: Settings, tiers:
 def create_app(settings: Settings | None = None, main: str = "platform") -> Celery:
     """Build a Celery app configured for the platform."""
     settings = settings or load_settings()
-    topology = build_topology(settings)
+    subscriptions = tuple(load_subscriptions(settings.subscriptions_file))
+    topology = build_topology(settings, subscriptions)
     config = celery_config(settings, topology)
-    subscriptions = load_subscriptions(settings.subscriptions_file)
     include = config.pop("include")
     for module in (m for subscription in subscriptions for m in subscription.modules):
         if module not in include:
             include.append(module)
     app = Celery(main, task_cls=TASK_CLASS, include=include)
     app.conf.update(config)
-    # Events: the subscriptions (read by workers.events) and the step that runs them.
-    app.conf.platform_subscriptions = subscriptions
+    app.conf[PLATFORM_KEY] = PlatformConfig(settings, topology, subscriptions)
+    # Events: the step that runs subscriber queues' deliveries as handler tasks.
     if subscriptions:
         app.steps["consumer"].add(EVENTS_STEP)
     return app

@@ -37,14 +37,15 @@ from amqp.exceptions import NotFound
 from kombu import Connection
 
 from config import app
+from config.app import platform_config
 from config.settings import Settings
 from config.topology import Topology, dead_letter_queue
 from tasks import analytics, email, inventory, orders, payments  # noqa: F401 - registers the tasks
 from tasks.events import publish as publish_event
 from workers.broker import declare_topology
+from workers.delivery.headers import ERROR_CLASS, ERROR_MESSAGE, ERROR_TYPE, RETRY_COUNT, TASK_ID, TASK_NAME
+from workers.delivery.idempotency import open_store
 from workers.events.receive import handler_task_id
-from workers.headers import ERROR_CLASS, ERROR_MESSAGE, ERROR_TYPE, RETRY_COUNT, TASK_ID, TASK_NAME
-from workers.idempotency import open_store
 
 #: Seconds to wait for the work to settle, unless ``--timeout`` says otherwise.
 DEFAULT_TIMEOUT = 90.0
@@ -116,7 +117,7 @@ def sample_work(run: str) -> list[Sample]:
 
 
 @dataclass
-class DeadLetter:
+class DeadLetterSummary:
     """A dead-lettered message as the summary shows it (its headers only)."""
 
     queue: str
@@ -128,7 +129,7 @@ class DeadLetter:
     retries: int
 
     @classmethod
-    def from_headers(cls, queue: str, headers: Mapping[str, Any]) -> DeadLetter:
+    def from_headers(cls, queue: str, headers: Mapping[str, Any]) -> DeadLetterSummary:
         return cls(
             queue=queue,
             task_id=str(headers.get(TASK_ID, "?")),
@@ -145,7 +146,7 @@ class Progress:
     """What has become of the sent tasks so far."""
 
     completed: set[str] = field(default_factory=set)
-    dead: dict[str, DeadLetter] = field(default_factory=dict)
+    dead: dict[str, DeadLetterSummary] = field(default_factory=dict)
     #: Dead letters in the DLQs that this run did not send.
     older_dead: dict[str, int] = field(default_factory=dict)
 
@@ -153,7 +154,9 @@ class Progress:
         return all(task_id in self.completed or task_id in self.dead for task_id in task_ids)
 
 
-def browse_dead_letters(connection: Connection, queue: str, limit: int = BROWSE_LIMIT) -> list[DeadLetter]:
+def browse_dead_letters(
+    connection: Connection, queue: str, limit: int = BROWSE_LIMIT
+) -> list[DeadLetterSummary]:
     """Read the headers of the messages in ``queue`` without consuming them.
 
     Each message is fetched unacknowledged, and all are rejected with requeue at
@@ -168,7 +171,7 @@ def browse_dead_letters(connection: Connection, queue: str, limit: int = BROWSE_
             if message is None:
                 break
             taken.append(message)
-        return [DeadLetter.from_headers(queue, message.headers or {}) for message in taken]
+        return [DeadLetterSummary.from_headers(queue, message.headers or {}) for message in taken]
     finally:
         for message in taken:
             channel.basic_reject(message.delivery_tag, requeue=True)
@@ -226,7 +229,7 @@ class Demo:
         Returns:
             The event id, or None when no service subscribes (no subscriptions file).
         """
-        subscriptions = app.conf.platform_subscriptions
+        subscriptions = platform_config(app).subscriptions
         if not subscriptions:
             return None
         order = {"order_id": f"order-{run}-3", "amount": 42.0, "customer_email": "lin@example.com"}
@@ -322,8 +325,8 @@ def management_ui(management_url: str) -> str:
 
 def run(timeout: float, out: Callable[[str], None] = print) -> int:
     """Run the demo; returns the exit code (0 as expected, 1 otherwise)."""
-    settings: Settings = app.conf.platform_settings
-    topology: Topology = app.conf.platform_topology
+    settings: Settings = platform_config(app).settings
+    topology: Topology = platform_config(app).topology
     samples = [s for s in sample_work(uuid.uuid4().hex[:4]) if s.queue in settings.queues]
     skipped = {s.queue for s in sample_work("x")} - set(settings.queues)
 
@@ -352,7 +355,7 @@ def run(timeout: float, out: Callable[[str], None] = print) -> int:
 
         event_id = demo.publish_event(uuid.uuid4().hex[:4])
         if event_id:
-            subscribers = [s.queue for s in app.conf.platform_subscriptions]
+            subscribers = [s.queue for s in platform_config(app).subscriptions]
             out(f"\nPublished 1 event: order.created {event_id} to {settings.events_exchange}")
             out(f"  delivered to {len(subscribers)} subscriber queues: {', '.join(subscribers)}")
             out("  (the publisher knows only the exchange; each service handles its own copy)")

@@ -1,1 +1,31 @@
-"""How messages are handled: the per-message lifecycle, operations and scaling."""
+"""How messages are handled, in wings that show its jobs.
+
+::
+
+    workers/
+      errors.py     the exceptions tasks raise (TransientError, PermanentError...)
+      broker.py     the plumbing every wing shares: connections, passive declares,
+                    browsing without consuming, pipelined confirms
+      delivery/     one delivery from receipt to settlement
+        consumer      receipt: refuse what can't run (DLQ with a reason), poison check
+        task          the base of every @app.task: idempotency, classify, verdict
+        request       the main process's side of a failure: carry the verdict out
+        lifecycle     the one place that acks, republishes with confirms, dead-letters
+        classify, backoff, verdict, headers   pure policy: no I/O
+        idempotency   the completion store (SQLite, PostgreSQL)
+        batch         apply_many: pipelined enqueue
+        bootsteps/    the topology declared when a worker connects
+      events/       facts between services: envelope, schemas, blobs, publisher, receive
+      ops/          what operators run
+        dlq/          dead letters: model, stats, filters, browsing, replay, records
+        backfill      the event log into a new subscriber's queue
+        event_status  where one event stands at each subscriber
+        queue_stats, metrics, alerts   depths from the management API, Prometheus, webhooks
+        text          how the tools show ages and header values
+        cli/          ``celery -A config topology|dlq|pubsub`` (one module per group)
+        flower/       the Flower launcher and the platform's pages in Flower
+
+Imports point one way: ``ops -> events -> delivery -> broker, errors -> config``
+(``make lint`` checks it with import-linter). ``tasks`` may import any wing;
+no wing imports ``tasks``.
+"""

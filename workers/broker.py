@@ -1,19 +1,91 @@
-"""Talking to RabbitMQ about the topology: declare it, read queue depths."""
+"""The broker plumbing every wing shares: one helper per chore, named for what it does.
+
+- connections: :func:`amqp_connection` (raw py-amqp, for pipelined confirms),
+  :func:`kombu_connection` (for the tools), :func:`masked_url` (what may be printed);
+- the topology: :func:`declare_topology`;
+- queues: :func:`queue_depth` (passive declare, or None) and
+  :func:`require_queue` (passive declare, or :class:`QueueMissing` naming it);
+- reading without consuming: :func:`browse_messages` (``basic_get`` without ack
+  on a channel that is then closed, so RabbitMQ puts every message back in its
+  place; see https://www.rabbitmq.com/docs/confirms#consumer-nacks-requeue);
+- publishing many with confirms: :class:`ConfirmWindow` (messages in flight,
+  their confirms counted as they arrive, a bounded wait);
+- :func:`close_quietly` for channels and connections that may already be broken.
+
+Nothing here knows about tasks, events or dead letters.
+"""
 
 from __future__ import annotations
 
 import logging
+import time
+import urllib.parse
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Any
 
+import amqp
 from amqp.exceptions import NotFound, PreconditionFailed
+from kombu import Connection
 
 from config.topology import Topology
-
-if TYPE_CHECKING:
-    from kombu import Connection
+from workers.errors import PublishError
 
 logger = logging.getLogger(__name__)
+
+#: Most messages any tool reads from one queue (summaries, pages, event lookups).
+SCAN_LIMIT = 10_000
+
+
+# ---------------------------------------------------------------- connections
+
+
+def masked_url(url: str | Any) -> str:
+    """``url`` (text or a kombu connection) with its password replaced by ``**``, for output."""
+    if hasattr(url, "as_uri"):
+        return str(url.as_uri())  # kombu masks the password itself
+    parts = urllib.parse.urlsplit(str(url))
+    if parts.password is None:
+        return str(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:**@{host}"))
+
+
+def kombu_connection(url: str, timeout: float) -> Connection:
+    """A kombu connection to ``url`` (not yet connected) that gives up within ``timeout`` seconds."""
+    return Connection(url, connect_timeout=timeout)
+
+
+def amqp_connection(url: str | Connection, timeout: float) -> amqp.Connection:
+    """A connected raw py-amqp connection to ``url`` (an AMQP URL or a kombu connection).
+
+    Raises:
+        PublishError: the broker can't be reached (the message masks the password).
+    """
+    parsed = url if isinstance(url, Connection) else Connection(url)
+    try:
+        connection = amqp.Connection(
+            f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 5672}",
+            userid=parsed.userid or "guest",
+            password=parsed.password or "guest",
+            virtual_host=parsed.virtual_host or "/",
+            connect_timeout=timeout,
+        )
+        connection.connect()
+    except (OSError, amqp.exceptions.AMQPError) as exc:
+        raise PublishError(f"could not connect to the broker at {masked_url(parsed)}: {exc}") from exc
+    return connection
+
+
+def close_quietly(closable: Any) -> None:
+    """Close a channel or connection, ignoring that it may already be broken."""
+    try:
+        closable.close()
+    except Exception:  # noqa: BLE001 - closing something an error already closed
+        pass
+
+
+# ------------------------------------------------------------------ topology
 
 
 class TopologyConflict(RuntimeError):
@@ -46,10 +118,14 @@ def declare_topology(connection: Connection, topology: Topology) -> int:
                 ) from None
         return len(queues)
     finally:
-        try:
-            channel.close()
-        except Exception:  # noqa: BLE001 - a channel closed by an error is already gone
-            pass
+        close_quietly(channel)
+
+
+# -------------------------------------------------------------------- queues
+
+
+class QueueMissing(LookupError):
+    """A queue the caller needs does not exist on the broker."""
 
 
 @dataclass(frozen=True)
@@ -61,15 +137,162 @@ class QueueDepth:
     consumers: int
 
 
-def queue_depth(connection: Connection, name: str) -> QueueDepth | None:
-    """The depth of queue ``name``, or None if it does not exist."""
-    channel = connection.channel()
+def _open_channel(connection: Any) -> Any:
+    """A channel of a kombu or py-amqp connection (kombu's is connected first)."""
+    if isinstance(connection, Connection):
+        connection.ensure_connection(max_retries=1)
+    return connection.channel()
+
+
+def require_queue(connection: Any, name: str, hint: str = "") -> QueueDepth:
+    """The depth of queue ``name`` (a passive declare on a channel of its own).
+
+    A passive declare of a missing queue closes the channel it ran on, so it
+    never runs on a channel the caller still needs.
+
+    Raises:
+        QueueMissing: the queue does not exist; the message names it (and ``hint``).
+    """
+    channel = _open_channel(connection)
     try:
-        ok = channel.queue_declare(queue=name, passive=True)
+        _, messages, consumers = channel.queue_declare(queue=name, passive=True)
     except NotFound:
-        return None
+        raise QueueMissing(f"queue {name!r} does not exist{'; ' + hint if hint else ''}") from None
+    finally:
+        close_quietly(channel)
+    return QueueDepth(name, messages, consumers)
+
+
+def queue_depth(connection: Any, name: str) -> QueueDepth | None:
+    """The depth of queue ``name``, or None if it does not exist."""
     try:
-        channel.close()
-    except Exception:  # noqa: BLE001
-        pass
-    return QueueDepth(name, ok.message_count, ok.consumer_count)
+        return require_queue(connection, name)
+    except QueueMissing:
+        return None
+
+
+def browse_messages(connection: Any, name: str, limit: int | None = SCAN_LIMIT) -> Iterator[amqp.Message]:
+    """The messages of queue ``name``, head first, without consuming any.
+
+    Each message is fetched unacknowledged on one channel; closing the channel
+    (when the iteration ends or is abandoned) gives all of them back, in their
+    places. On a classic queue this leaves only the ``redelivered`` flag; on a
+    quorum queue it counts as a delivery (so browse only classic DLQs, or
+    delay queues whose messages are never delivered to a worker from there).
+    Only the messages there when browsing starts are read.
+
+    Raises:
+        QueueMissing: the queue does not exist.
+    """
+    count = require_queue(connection, name).messages
+    wanted = count if limit is None else min(count, limit)
+    channel = _open_channel(connection)
+    try:
+        for _ in range(wanted):
+            message = channel.basic_get(name, no_ack=False)
+            if message is None:
+                return
+            yield message
+    finally:
+        close_quietly(channel)
+
+
+def message_headers(message: amqp.Message) -> dict[str, Any]:
+    """The application headers of a raw py-amqp message (a new dict)."""
+    return dict(message.properties.get("application_headers") or {})
+
+
+# --------------------------------------------------------- pipelined confirms
+
+
+class ConfirmWindow:
+    """Publish many messages on one confirm-mode channel, with at most ``window`` unconfirmed.
+
+    Waiting for each confirm costs a round trip per message; here many are in
+    flight and their confirms (acks, nacks, returns of unroutable mandatory
+    publishes) are counted as they arrive. Usage::
+
+        window = ConfirmWindow(connection, channel, timeout=5)
+        for item in items:
+            window.publish(message, exchange, routing_key, item=item.id)
+        window.wait_all()
+        window.nacked, window.returned  # what the broker refused
+    """
+
+    def __init__(
+        self,
+        connection: amqp.Connection,
+        channel: amqp.Channel,
+        timeout: float,
+        window: int = 500,
+        select: bool = True,
+        first_tag: int = 1,
+    ) -> None:
+        self.connection = connection
+        self.channel = channel
+        self.timeout = timeout
+        self.window = window
+        self.next_tag = first_tag
+        #: Delivery tag -> the item published with it (a task id, an event...).
+        self.outstanding: dict[int, Any] = {}
+        #: Items the broker refused (basic.nack).
+        self.nacked: list[Any] = []
+        #: Routing keys of messages returned as unroutable (mandatory publishes).
+        self.returned: list[str] = []
+        #: Messages published so far.
+        self.sent = 0
+        if select:
+            channel.confirm_select()
+        channel.events["basic_ack"].add(lambda tag, multiple: self._settle(tag, multiple, nacked=False))
+        channel.events["basic_nack"].add(lambda tag, multiple: self._settle(tag, multiple, nacked=True))
+        channel.events["basic_return"].add(self._on_return)
+
+    @property
+    def confirmed(self) -> int:
+        """Messages the broker has settled (acked or nacked) so far."""
+        return self.sent - len(self.outstanding)
+
+    def publish(
+        self, message: amqp.Message, exchange: str, routing_key: str, item: Any = None, **kw: Any
+    ) -> None:
+        """Publish ``message``, first waiting while ``window`` messages are unconfirmed."""
+        while len(self.outstanding) >= self.window:
+            self._wait_for_one()
+        self.channel.basic_publish(message, exchange, routing_key, **kw)
+        self.outstanding[self.next_tag] = item
+        self.next_tag += 1
+        self.sent += 1
+
+    def wait_all(self) -> None:
+        """Return once every published message is settled.
+
+        Raises:
+            PublishError: the broker settled nothing for ``timeout`` seconds.
+        """
+        while self.outstanding:
+            self._wait_for_one()
+
+    def _wait_for_one(self) -> None:
+        deadline = time.monotonic() + self.timeout
+        before = len(self.outstanding)
+        while len(self.outstanding) == before:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PublishError(
+                    f"{before} messages not confirmed within {self.timeout}s; they may or may not have "
+                    "reached the broker"
+                )
+            try:
+                self.connection.drain_events(timeout=remaining)
+            except TimeoutError:
+                continue
+
+    def _settle(self, tag: int, multiple: bool, nacked: bool) -> None:
+        tags = [t for t in self.outstanding if t <= tag] if multiple else [tag]
+        for settled in tags:
+            item = self.outstanding.pop(settled, None)
+            if nacked and item is not None:
+                self.nacked.append(item)
+
+    def _on_return(self, exc: Exception, exchange: str, routing_key: str, message: Any) -> None:
+        self.returned.append(routing_key)

@@ -9,7 +9,7 @@
           |    +-- BusinessRuleViolation
           +-- PublishError      the broker did not confirm a publish in time
 
-Raising one of these is the explicit way; :mod:`workers.classify` also maps
+Raising one of these is the explicit way; :mod:`workers.delivery.classify` also maps
 common foreign exceptions (timeouts, HTTP statuses, JSON and schema errors).
 """
 

@@ -5,4 +5,4 @@ set -euo pipefail
 if [ -z "${PLATFORM_ALERT_WEBHOOK_URL:-}" ]; then
     echo "alerts: PLATFORM_ALERT_WEBHOOK_URL is not set; checks run but nothing is posted" >&2
 fi
-exec python -m workers.alerts
+exec python -m workers.ops.alerts

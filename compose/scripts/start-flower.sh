@@ -12,4 +12,4 @@ until celery -A config inspect ping --timeout 3 >/dev/null 2>&1; do
     sleep 2
 done
 # The launcher refuses to listen on 0.0.0.0 without FLOWER_BASIC_AUTH.
-exec python -m workers.flower
+exec python -m workers.ops.flower

@@ -2,4 +2,4 @@
 # Role "metrics" (compose): the Prometheus endpoint for queue depths and DLQs.
 set -euo pipefail
 
-exec python -m workers.metrics --address 0.0.0.0
+exec python -m workers.ops.metrics --address 0.0.0.0

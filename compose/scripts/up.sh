@@ -81,7 +81,7 @@ STARTED=()
 for queue in "${QUEUES[@]}"; do
     start "worker-$queue" "$PY" -m celery -A config worker -Q "$queue" -n "$queue@%h" -l info
 done
-start flower "$PY" -m workers.flower
+start flower "$PY" -m workers.ops.flower
 
 for queue in "${QUEUES[@]}"; do
     # Celery logs "<node> ready." once it consumes; the log starts fresh at each start.

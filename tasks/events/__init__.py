@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from config.app import platform_config
 from tasks.events.catalog import REGISTRY
 from tasks.events.handlers import Event, EventSchemaError, event_handler
 from workers.events.envelope import CloudEvent, EventTypeError, new_event_id, parse_event_type, utc_now
@@ -80,7 +81,7 @@ def prepare(
         EventTooLarge: the body is over the limit and claim-check is off.
     """
     app = _app(app)
-    settings = app.conf.platform_settings
+    settings = platform_config(app).settings
     parsed = parse_event_type(event_type)
     model = REGISTRY.schema(event_type)
     if model is None:

@@ -26,6 +26,7 @@ from celery import Task
 from pydantic import ValidationError
 
 from config import app
+from config.app import platform_config
 from tasks.events.catalog import REGISTRY
 from workers.errors import PermanentError
 from workers.events.blobs import load_claimed, open_blob_store
@@ -72,7 +73,7 @@ def load_event(envelope: Mapping[str, Any], registry: SchemaRegistry = REGISTRY)
     data = envelope.get("data")
     reference = envelope.get(CLAIM_CHECK_ATTRIBUTE)
     if reference:
-        raw = load_claimed(open_blob_store(app.conf.platform_settings.blob_dir), str(reference), data)
+        raw = load_claimed(open_blob_store(platform_config(app).settings.blob_dir), str(reference), data)
         try:
             data = json.loads(raw)
         except ValueError as exc:

@@ -152,7 +152,7 @@ def make_cluster(vhost: Vhost, tmp_path: Path) -> Iterator[dict[str, str]]:
 
 @dataclass
 class Flower:
-    """A running ``python -m workers.flower``."""
+    """A running ``python -m workers.ops.flower``."""
 
     url: str
     process: subprocess.Popen[bytes]
@@ -171,7 +171,7 @@ def start_flower(tmp_path: Path) -> Iterator[Callable[..., Flower]]:
         log_path = tmp_path / f"flower-{len(started)}.log"
         with open(log_path, "wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "workers.flower"],
+                [sys.executable, "-m", "workers.ops.flower"],
                 cwd=ROOT,
                 env=env,
                 stdout=log,

@@ -1,6 +1,6 @@
 """Flower's dead-letter page in a real headless Chromium, against a real broker and worker.
 
-Flower runs through the launcher (``python -m workers.flower``), a worker runs
+Flower runs through the launcher (``python -m workers.ops.flower``), a worker runs
 the test tasks, and the screenshots land in results/e2e/<test>/ for a person
 to look at.
 """
@@ -26,7 +26,7 @@ from tests.support.ledger import events
 from tests.support.messages import celery_message
 from tests.support.wait import wait_for
 from tests.support.worker import ROOT
-from workers.dlq import AUDIT_FILE, group_id
+from workers.ops.dlq import AUDIT_FILE, group_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 

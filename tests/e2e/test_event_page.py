@@ -4,7 +4,7 @@ Four services subscribe to ``order.created``: email handles it, billing
 rejects it (dead-lettered at once, with a ``<script>`` payload in the error),
 stuck keeps timing out (its retry waits a minute in ``stuck.events.retry.1``)
 and analytics has no worker (pending). One real worker consumes the first
-three queues; Flower runs through the launcher (``python -m workers.flower``);
+three queues; Flower runs through the launcher (``python -m workers.ops.flower``);
 screenshots land in results/e2e/<test>/.
 """
 

@@ -1,4 +1,4 @@
-"""``python -m workers.flower``: loopback unless basic auth is configured."""
+"""``python -m workers.ops.flower``: loopback unless basic auth is configured."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from config.settings import Settings
 from tests.e2e.conftest import e2e_environment, free_port, http_status
 from tests.support.worker import ROOT
-from workers.flower import FlowerRefused, is_loopback, plan_flower
+from workers.ops.flower.launcher import FlowerRefused, is_loopback, plan_flower
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_the_plan_passes_address_port_and_keeps_secrets_off_the_command_line():
         management_url="http://guest:guest@rabbit:15672/api/",
     )
     launch = plan_flower(settings, python="/venv/bin/python")
-    assert launch.argv[:3] == ("/venv/bin/python", "-m", "workers.flower_pages")
+    assert launch.argv[:3] == ("/venv/bin/python", "-m", "workers.ops.flower.server")
     assert {"--address=0.0.0.0", "--port=5601", "--persistent=False"} <= set(launch.argv)
     assert not any("guest" in arg or "pw" in arg for arg in launch.argv)
     assert launch.environ == {
@@ -66,7 +66,7 @@ def test_the_plan_passes_address_port_and_keeps_secrets_off_the_command_line():
 
 @pytest.mark.e2e
 def test_the_launcher_refuses_to_listen_on_all_interfaces_without_basic_auth(tmp_path: Path):
-    """Given FLOWER_ADDRESS=0.0.0.0 and no FLOWER_BASIC_AUTH, `python -m workers.flower`
+    """Given FLOWER_ADDRESS=0.0.0.0 and no FLOWER_BASIC_AUTH, `python -m workers.ops.flower`
     exits non-zero at once, naming both settings, and nothing listens."""
     port = free_port()
     env = {
@@ -77,7 +77,7 @@ def test_the_launcher_refuses_to_listen_on_all_interfaces_without_basic_auth(tmp
         "PLATFORM_STATE_URL": f"sqlite:///{tmp_path / 'state.sqlite3'}",
     }
     result = subprocess.run(
-        [sys.executable, "-m", "workers.flower"],
+        [sys.executable, "-m", "workers.ops.flower"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -1,4 +1,4 @@
-"""``python -m workers.alerts`` against a real broker, posting to a local HTTP receiver."""
+"""``python -m workers.ops.alerts`` against a real broker, posting to a local HTTP receiver."""
 
 from __future__ import annotations
 
@@ -79,7 +79,11 @@ def test_the_webhook_hears_once_per_condition_with_queue_count_group_and_flower_
     log = tmp_path / "alerts.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "workers.alerts"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "workers.ops.alerts"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_for(

@@ -23,7 +23,7 @@ from tests.support.ledger import events
 from tests.support.messages import celery_message, header
 from tests.support.wait import wait_for
 from tests.support.worker import ROOT
-from workers.dlq import AUDIT_FILE, group_id
+from workers.ops.dlq import AUDIT_FILE, group_id
 
 pytestmark = pytest.mark.broker
 

@@ -1,4 +1,4 @@
-"""``python -m workers.metrics`` against a real broker: what a Prometheus scrape sees."""
+"""``python -m workers.ops.metrics`` against a real broker: what a Prometheus scrape sees."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def metrics(platform_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[str,
     assert run_cli(env, "topology", "declare").returncode == 0
     log = open(tmp_path / "metrics.log", "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "workers.metrics", "--port", str(port)],
+        [sys.executable, "-m", "workers.ops.metrics", "--port", str(port)],
         cwd=ROOT,
         env=env,
         stdout=log,
@@ -119,7 +119,7 @@ def test_a_broker_without_its_management_api_scrapes_as_down_not_as_an_error(vho
     port = free_port()
     broken = {**env, "PLATFORM_MANAGEMENT_URL": "http://guest:guest@127.0.0.1:1/api/"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "workers.metrics", "--port", str(port)], cwd=ROOT, env=broken,
+        [sys.executable, "-m", "workers.ops.metrics", "--port", str(port)], cwd=ROOT, env=broken,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from config.app import platform_config
 from tests.support.ledger import events as ledger_events
 from tests.support.messages import header
 from tests.support.wait import wait_for
@@ -306,7 +307,7 @@ def test_a_subscriber_queue_at_its_length_limit_refuses_or_dead_letters_as_confi
         from workers.broker import declare_topology
 
         with app.connection_for_write() as connection:
-            declare_topology(connection, app.conf.platform_topology)
+            declare_topology(connection, platform_config(app).topology)
         ids = [publish("order.created", order(n), app=app) for n in range(3)]
         # A quorum queue refuses once it holds more than its limit, so it may
         # take one more (RabbitMQ 3.10); the publish after that is refused.

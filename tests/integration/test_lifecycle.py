@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from config.app import create_app
+from config.app import create_app, platform_config
 from config.settings import load_settings
 from tests.support.ledger import events
 from tests.support.messages import celery_message, header
@@ -156,7 +156,7 @@ def test_an_unroutable_publish_raises_instead_of_vanishing(vhost, client):
     def ok() -> None: ...
 
     with client.connection_for_write() as connection:
-        declare_topology(connection, client.conf.platform_topology)
+        declare_topology(connection, platform_config(client).topology)
     with pytest.raises(PublishError, match="NO_ROUTE"):
         ok.apply_async(exchange="platform.tasks", routing_key="no-such-queue", declare=[])
 

@@ -144,7 +144,7 @@ def test_messages_in_backoff_cost_the_worker_no_memory_and_no_unacked_slots(vhos
     unacked messages than its prefetch (2), and its memory does not grow with
     the backlog: after 500 failed attempts (imports and caches warmed up), 4,500
     more add less than 3 MB to the main process and less than 10% to the whole
-    worker. Failed attempts leave no reference cycles behind (workers.verdict
+    worker. Failed attempts leave no reference cycles behind (workers.delivery.verdict
     releases them), so pool processes stay flat too."""
 
     @client.task(name="tests.backoff_forever")
@@ -235,7 +235,7 @@ def postgres_url() -> str:
 
 
 def completed(url: str, task_id: str) -> bool:
-    from workers.idempotency import open_store
+    from workers.delivery.idempotency import open_store
 
     return open_store(url).is_completed(task_id)
 

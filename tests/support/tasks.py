@@ -11,8 +11,8 @@ import os
 import time
 
 from config import app
+from workers.delivery.idempotency import SQLiteStore
 from workers.errors import PermanentError, TransientError
-from workers.idempotency import SQLiteStore
 
 
 def record(event: str, task_id: str, extra: str = "") -> None:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from workers.alerts import DLQ_INFLOW, DLQ_NOT_EMPTY, QUEUE_DEPTH, Alert, QueueView, Rules, check, decide
-from workers.dlq import ErrorGroup
+from workers.ops.alerts import DLQ_INFLOW, DLQ_NOT_EMPTY, QUEUE_DEPTH, Alert, QueueView, Rules, check, decide
+from workers.ops.dlq import ErrorGroup
 
 RULES = Rules(inflow_per_hour=10, queue_depth=1000, repeat_after=3600, flower_url="http://flower.example/")
 GROUP = ErrorGroup(

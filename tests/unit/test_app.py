@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
-from config.app import create_app, route_by_module
+from config.app import create_app, platform_config, route_by_module
 from config.settings import load_settings
 
 ENVIRON = {
@@ -59,7 +59,7 @@ def test_task_queues_are_the_work_queues_and_the_default_queue(app: Celery) -> N
 
 
 def test_each_queue_gets_as_many_delay_queues_as_the_most_retries(app: Celery) -> None:
-    topology = app.conf.platform_topology
+    topology = platform_config(app).topology
     assert topology["orders"].retry_queues == tuple(f"orders.retry.{n}" for n in range(1, 5))
 
 

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from workers.backoff import RetryPolicy, backoff_delay
-from workers.classify import ErrorClass
+from workers.delivery.backoff import RetryPolicy, backoff_delay
+from workers.delivery.classify import ErrorClass
 
 DEFAULTS = RetryPolicy()
 

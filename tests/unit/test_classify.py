@@ -12,7 +12,7 @@ import pydantic
 import pytest
 import requests
 
-from workers.classify import (
+from workers.delivery.classify import (
     Classification,
     ClassifierRules,
     ErrorClass,

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from workers.dlq import (
-    DeadLetter,
+from workers.ops.dlq import (
+    DeadLetterMessage,
     Filter,
     dlq_stats,
     error_groups,
@@ -33,7 +33,7 @@ def letter(
         "x-last-failed-at": (NOW - timedelta(minutes=minutes_ago)).isoformat(),
         **extra,
     }
-    return DeadLetter(0, b"{}", {}, headers)
+    return DeadLetterMessage(0, b"{}", {}, headers)
 
 
 def test_letters_are_grouped_by_task_and_error_type_biggest_group_first():
@@ -71,7 +71,7 @@ def test_stats_count_the_oldest_and_the_inflow_of_the_last_hour():
 def test_a_broker_dead_lettered_message_counts_as_poison_with_its_x_death_time():
     """Without platform headers, x-death gives the class, type and time."""
     death_time = datetime(2026, 11, 5, 12, 0)
-    dead = DeadLetter(
+    dead = DeadLetterMessage(
         0, b"", {}, {"x-death": [{"reason": "delivery_limit", "time": death_time, "queue": "orders"}]}
     )
     assert (dead.error_class, dead.error_type) == ("poison", "x-death:delivery_limit")

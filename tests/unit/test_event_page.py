@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from workers.events.view import SubscriberStatus
-from workers.flower_pages.event_pages import MAX_EVENT_ID, event_id_problem, state_counts
-from workers.flower_pages.loader import FLOWER_TEMPLATES, navbar_with_dlq_link, navbar_with_events_link
+from workers.ops.event_status import SubscriberStatus
+from workers.ops.flower.event_pages import MAX_EVENT_ID, event_id_problem, state_counts
+from workers.ops.flower.loader import FLOWER_TEMPLATES, navbar_with_dlq_link, navbar_with_events_link
 
 
 @pytest.mark.parametrize(

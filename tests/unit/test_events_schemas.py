@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from pydantic import BaseModel
 
 from workers.events.schemas import SchemaRegistry, check_snapshots, compare_schemas, json_schema
-from workers.events_cli import EXIT_SCHEMA_BREAKING, events
+from workers.ops.cli.pubsub import EXIT_SCHEMA_BREAKING, events
 
 ROOT = Path(__file__).resolve().parents[2]
 

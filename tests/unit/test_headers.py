@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from workers import headers as h
-from workers.headers import (
+from workers.delivery import headers as h
+from workers.delivery.headers import (
     MESSAGE_LIMIT,
     Failure,
     Origin,

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from config.topology import Topology
-from workers.dlq import dlq_stats
-from workers.metrics import Sample, dead_letter_samples, queue_samples, render
-from workers.queue_stats import classify, queue_stats, vhost_of
+from workers.ops.dlq import dlq_stats
+from workers.ops.metrics import Sample, dead_letter_samples, queue_samples, render
+from workers.ops.queue_stats import classify, queue_stats, vhost_of
 
 TOPOLOGY = Topology.build(("orders", "payments"), 2, 3)
 

@@ -8,11 +8,11 @@ import pickle
 import pytest
 from celery.exceptions import Retry
 
-from workers.backoff import RetryPolicy
-from workers.classify import Classification, ErrorClass
+from workers.delivery.backoff import RetryPolicy
+from workers.delivery.classify import Classification, ErrorClass
+from workers.delivery.headers import Failure
+from workers.delivery.verdict import DeadLetterNow, RetryLater, decide, describe
 from workers.errors import TransientError
-from workers.headers import Failure
-from workers.verdict import DeadLetter, RetryLater, decide, describe
 
 DEFAULTS = RetryPolicy()
 FAILURE = Failure(
@@ -42,14 +42,14 @@ def test_failures_are_retried_while_their_class_allows_then_dead_lettered(
         assert verdict.retry_number == retries_done + 1
         assert verdict.failure == FAILURE
     else:
-        assert isinstance(verdict, DeadLetter)
+        assert isinstance(verdict, DeadLetterNow)
         assert verdict.retries == retries_done
         assert verdict.failure == FAILURE
 
 
 def test_a_permanent_failure_is_dead_lettered_with_zero_retries() -> None:
     verdict = decide(FAILURE, classified(ErrorClass.PERMANENT), 0, DEFAULTS)
-    assert isinstance(verdict, DeadLetter)
+    assert isinstance(verdict, DeadLetterNow)
     assert verdict.retries == 0
 
 
@@ -57,11 +57,11 @@ def test_a_permanent_failure_is_dead_lettered_with_zero_retries() -> None:
     ("policy", "error_class", "retries_done", "expected"),
     [
         pytest.param(
-            RetryPolicy(max_retries=0), ErrorClass.TRANSIENT, 0, DeadLetter, id="no transient retries"
+            RetryPolicy(max_retries=0), ErrorClass.TRANSIENT, 0, DeadLetterNow, id="no transient retries"
         ),
         pytest.param(RetryPolicy(max_retries=8), ErrorClass.TRANSIENT, 7, RetryLater, id="eight retries"),
         pytest.param(
-            RetryPolicy(max_unknown_retries=0), ErrorClass.UNKNOWN, 0, DeadLetter, id="no unknown retries"
+            RetryPolicy(max_unknown_retries=0), ErrorClass.UNKNOWN, 0, DeadLetterNow, id="no unknown retries"
         ),
     ],
 )
@@ -113,7 +113,7 @@ def test_an_explicit_countdown_replaces_backoff_and_is_capped(
 
 def test_a_countdown_does_not_extend_exhausted_retries() -> None:
     verdict = decide(FAILURE, classified(ErrorClass.TRANSIENT), 5, DEFAULTS, countdown=1.0)
-    assert isinstance(verdict, DeadLetter)
+    assert isinstance(verdict, DeadLetterNow)
     assert verdict.retries == 5
 
 
@@ -133,9 +133,9 @@ def test_retry_later_survives_a_pickle_round_trip_with_all_fields() -> None:
 
 
 def test_dead_letter_survives_a_pickle_round_trip_with_all_fields() -> None:
-    original = DeadLetter(FAILURE, 5)
+    original = DeadLetterNow(FAILURE, 5)
     copy = round_trip(original)
-    assert type(copy) is DeadLetter
+    assert type(copy) is DeadLetterNow
     assert (copy.failure, copy.retries) == (FAILURE, 5)
     assert str(copy) == str(original)
     assert "after 5 retries" in str(copy)

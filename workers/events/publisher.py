@@ -2,7 +2,7 @@
 
 One event: a pooled connection of the app, one confirm. Many events: a
 dedicated channel in confirm mode with up to ``window`` unconfirmed messages
-in flight (the pattern of :mod:`workers.batch`), returning once all are
+in flight (the pattern of :mod:`workers.delivery.batch`), returning once all are
 confirmed. Either way the events exchange and the event log stream are
 declared first (idempotent, cached per connection), so an event is kept in
 the log even before any subscriber exists.
@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 import amqp
 from kombu import Exchange
 
+from config.app import platform_config
 from config.topology import event_log, event_log_arguments
+from workers.broker import ConfirmWindow, amqp_connection, close_quietly
 from workers.errors import PermanentError, PublishError
 from workers.events.blobs import BlobStore, claim_check_body, open_blob_store
 from workers.events.envelope import CLAIM_CHECK_ATTRIBUTE, CloudEvent
-from workers.pipeline import Confirms, close_quietly, connect, drain_confirms
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -95,7 +96,7 @@ def publish_one(app: Celery, outgoing: OutgoingEvent) -> None:
         PublishError: the broker nacked it (a full subscriber queue), did not
             confirm in time, or could not be reached.
     """
-    settings = app.conf.platform_settings
+    settings = platform_config(app).settings
     exchange = Exchange(settings.events_exchange, "topic", durable=True)
     try:
         with app.producer_pool.acquire(block=True, timeout=settings.publish_timeout) as producer:
@@ -183,33 +184,27 @@ def publish_many(
         PublishError: some events were nacked or not confirmed; the message
             says how many and which.
     """
-    settings = app.conf.platform_settings
+    settings = platform_config(app).settings
     timeout = settings.publish_timeout if timeout is None else timeout
     target = settings.events_exchange if exchange is None else exchange
-    connection = connect(app)
-    confirms = Confirms()
-    sent = 0
+    connection = amqp_connection(app.connection_for_write(), settings.publish_timeout)
+    confirms: ConfirmWindow | None = None
     try:
         channel = connection.channel()
         _declare(channel, settings)
-        confirms.attach(channel)
+        confirms = ConfirmWindow(connection, channel, timeout, window)
         for outgoing in events:
             message = amqp.Message(
                 outgoing.body, application_headers=outgoing.headers(), **outgoing.properties()
             )
-            channel.basic_publish(message, target, routing_key or outgoing.event.type)
-            confirms.sent(outgoing.event)
-            sent += 1
-            while len(confirms.outstanding) >= window:
-                drain_confirms(connection, timeout, confirms)
-        while confirms.outstanding:
-            drain_confirms(connection, timeout, confirms)
+            confirms.publish(message, target, routing_key or outgoing.event.type, item=outgoing.event)
+        confirms.wait_all()
     except (OSError, amqp.exceptions.AMQPError) as exc:
-        raise PublishError(
-            f"publishing events interrupted after {sent} ({sent - len(confirms.outstanding)} confirmed): {exc}"
-        ) from exc
+        sent, done = (confirms.sent, confirms.confirmed) if confirms else (0, 0)
+        raise PublishError(f"publishing events interrupted after {sent} ({done} confirmed): {exc}") from exc
     finally:
         close_quietly(connection)
+    sent = confirms.sent
     if confirms.nacked:
         ids = ", ".join(event.id for event in confirms.nacked[:5])
         raise PublishError(

@@ -10,7 +10,7 @@ metadata, idempotency, Flower.
 The choice: subscriber queues are ordinary platform work queues (consumed by
 Celery's own task consumer, with ladders and DLQs from the topology), and a
 *receive translator* runs in the worker's main process before the poison
-check and Celery's strategy (:meth:`workers.consumer.PlatformConsumer.translate`):
+check and Celery's strategy (:meth:`workers.delivery.consumer.PlatformConsumer.translate`):
 
 1. It finds the delivery's queue by consumer tag, hence the subscribing
    service, hence the handler task for the event type (first matching pattern).
@@ -36,12 +36,14 @@ write Celery bodies (it must not know subscribers, nor be Celery).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from celery import bootsteps
 
+from config.app import platform_config
 from config.subscriptions import Subscription
+from workers.delivery.headers import CELERY_RETRIES, retry_count
 from workers.events.envelope import (
     EnvelopeError,
     EventTypeError,
@@ -49,11 +51,6 @@ from workers.events.envelope import (
     parse_event_type,
     read_event,
 )
-from workers.headers import CELERY_RETRIES, retry_count
-from workers.lifecycle import lifecycle_for
-
-if TYPE_CHECKING:
-    from celery import Celery
 
 logger = logging.getLogger(__name__)
 
@@ -142,16 +139,22 @@ def translate_event(message: Any, subscription: Subscription) -> Any:
     return EventDelivery(message, {"args": [], "kwargs": {"event": received.as_dict()}})
 
 
-def make_translator(app: Celery) -> Callable[[Any], Any]:
-    """The receive translator of ``app``'s worker: subscriber queue deliveries become tasks."""
-    subscriptions: Mapping[str, Subscription] = {
-        subscription.queue: subscription for subscription in app.conf.platform_subscriptions
+def make_translator(
+    subscriptions: Iterable[Subscription], queue_by_tag: Callable[[], Mapping[str, str]]
+) -> Callable[[Any], Any]:
+    """A receive translator: deliveries on a subscriber queue become its handler's tasks.
+
+    Args:
+        subscriptions: the services' subscriptions.
+        queue_by_tag: the running consumer's consumer-tag -> queue map.
+    """
+    by_queue: Mapping[str, Subscription] = {
+        subscription.queue: subscription for subscription in subscriptions
     }
-    lifecycle = lifecycle_for(app)
 
     def translate(message: Any) -> Any:
         tag = (message.delivery_info or {}).get("consumer_tag") or ""
-        subscription = subscriptions.get(lifecycle.queue_by_tag().get(tag, ""))
+        subscription = by_queue.get(queue_by_tag().get(tag, ""))
         if subscription is None:
             return message
         try:
@@ -173,11 +176,13 @@ class EventDeliveries(bootsteps.Step):
         translators = getattr(parent, "receive_translators", None)
         if translators is None:
             raise RuntimeError(
-                "events need workers.consumer:PlatformConsumer (with receive_translators) "
+                "events need workers.delivery.consumer:PlatformConsumer (with receive_translators) "
                 "as the worker_consumer"
             )
-        translators.append(make_translator(parent.app))
+        translators.append(make_translator(platform_config(parent.app).subscriptions, parent.queue_by_tag))
         logger.info(
             "event subscriptions: %s",
-            ", ".join(f"{s.queue} <- {' '.join(s.patterns)}" for s in parent.app.conf.platform_subscriptions),
+            ", ".join(
+                f"{s.queue} <- {' '.join(s.patterns)}" for s in platform_config(parent.app).subscriptions
+            ),
         )

@@ -1,6 +1,6 @@
 """Move every dead letter of ``QUEUE.dlq`` back to ``QUEUE``, timed (``python -m tests.bench.tools.mover``).
 
-- ``platform QUEUE``: the platform's replay, :func:`workers.dlq.replay`, called
+- ``platform QUEUE``: the platform's replay, :func:`workers.ops.dlq.replay`, called
   the way ``celery -A config dlq replay QUEUE --json`` calls it: the app's
   connection (already connected), the publish timeout as confirm timeout, the
   re-failure ratio setting, no filter, no rate limit, no progress bar. The
@@ -24,6 +24,7 @@ import time
 
 import amqp
 
+from config.app import platform_config
 from tests.bench.apps.profiling import profiled
 
 
@@ -34,9 +35,9 @@ def platform_move(queue: str) -> tuple[int, float]:
         RuntimeError: the replay stopped early.
     """
     from config import app
-    from workers.dlq import replay
+    from workers.ops.dlq import replay
 
-    settings = app.conf.platform_settings
+    settings = platform_config(app).settings
     with app.connection_for_write() as connection:
         connection.ensure_connection(max_retries=1)
         with profiled("mover"):

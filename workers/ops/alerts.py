@@ -1,4 +1,4 @@
-"""Alerts without Prometheus: ``python -m workers.alerts`` posts to a Slack-compatible webhook.
+"""Alerts without Prometheus: ``python -m workers.ops.alerts`` posts to a Slack-compatible webhook.
 
 Every ``PLATFORM_ALERT_INTERVAL`` seconds it looks at every queue and alerts when
 
@@ -35,8 +35,9 @@ from amqp.exceptions import AMQPError
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
-from workers import dlq
-from workers.queue_stats import (
+from config.app import platform_config
+from workers.ops import dlq
+from workers.ops.queue_stats import (
     DEAD_LETTER,
     SUBSCRIBER,
     WORK,
@@ -283,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from config.app import create_app
     from config.settings import SettingsError, load_settings
 
-    parser = argparse.ArgumentParser(prog="python -m workers.alerts", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m workers.ops.alerts", description=__doc__.splitlines()[0])
     parser.add_argument("--once", action="store_true", help="check once and exit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -297,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "error: PLATFORM_ALERT_WEBHOOK_URL is not set; there is nowhere to send alerts", file=sys.stderr
         )
         return 2
-    topology = create_app(settings, main="alerts").conf.platform_topology
+    topology = platform_config(create_app(settings, main="alerts")).topology
     try:
         run(settings, topology, checks=1 if args.once else None)
     except KeyboardInterrupt:

@@ -22,20 +22,33 @@ from typing import TYPE_CHECKING, Any
 
 import amqp
 
+from config.app import platform_config
 from config.topology import dead_letter_queue
+from workers.broker import (
+    SCAN_LIMIT,
+    QueueMissing,
+    amqp_connection,
+    browse_messages,
+    close_quietly,
+    message_headers,
+)
+from workers.delivery.headers import (
+    ERROR_CLASS,
+    ERROR_MESSAGE,
+    ERROR_TYPE,
+    LAST_FAILED_AT,
+    RETRY_COUNT,
+    TASK_ID,
+    retry_count,
+)
+from workers.delivery.idempotency import open_store
 from workers.events.envelope import read_attributes
 from workers.events.receive import handler_task_id
-from workers.headers import ERROR_CLASS, ERROR_MESSAGE, ERROR_TYPE, LAST_FAILED_AT, RETRY_COUNT, retry_count
-from workers.idempotency import open_store
-from workers.pipeline import close_quietly, connect
 
 if TYPE_CHECKING:
     from celery import Celery
 
     from config.subscriptions import Subscription
-
-#: Most messages browsed per queue.
-DEFAULT_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -76,34 +89,22 @@ def _text(headers: dict[str, Any], name: str, default: str = "") -> str:
 
 
 def _matches(message: amqp.Message, event_id: str, task_id: str) -> bool:
-    headers = message.properties.get("application_headers") or {}
-    return read_attributes(headers).get("id") == event_id or headers.get("x-task-id") == task_id
+    headers = message_headers(message)
+    return read_attributes(headers).get("id") == event_id or headers.get(TASK_ID) == task_id
 
 
 def _browse(connection: amqp.Connection, queue: str, event_id: str, task_id: str, limit: int) -> Any:
-    """The first message of ``event_id`` in ``queue``, or None; every message is returned."""
-    channel = connection.channel()
-    found = None
+    """The first message of ``event_id`` in ``queue``, or None; every message is given back."""
     try:
-        for _ in range(limit):
-            try:
-                message = channel.basic_get(queue, no_ack=False)
-            except amqp.exceptions.NotFound:
-                return None
-            if message is None:
-                break
-            if found is None and _matches(message, event_id, task_id):
-                found = message
-    finally:
-        try:
-            channel.close()  # unacked messages go back to their queue
-        except Exception:  # noqa: BLE001 - a channel closed by an error is already gone
-            pass
-    return found
+        return next(
+            (m for m in browse_messages(connection, queue, limit) if _matches(m, event_id, task_id)), None
+        )
+    except QueueMissing:
+        return None
 
 
 def _dead_lettered(subscription: Subscription, task_id: str, dead: amqp.Message) -> SubscriberStatus:
-    headers = dead.properties.get("application_headers") or {}
+    headers = message_headers(dead)
     error_class = _text(headers, ERROR_CLASS, "?")
     error_type = _text(headers, ERROR_TYPE, "?")
     error_message = _text(headers, ERROR_MESSAGE)
@@ -126,7 +127,7 @@ def _dead_lettered(subscription: Subscription, task_id: str, dead: amqp.Message)
 def _retrying(
     subscription: Subscription, task_id: str, message: amqp.Message, retry: str, tier: int, tiers: int
 ) -> SubscriberStatus:
-    headers = message.properties.get("application_headers") or {}
+    headers = message_headers(message)
     error_type = _text(headers, ERROR_TYPE, "?")
     error_message = _text(headers, ERROR_MESSAGE)
     return SubscriberStatus(
@@ -145,19 +146,19 @@ def _retrying(
     )
 
 
-def event_status(app: Celery, event_id: str, limit: int = DEFAULT_LIMIT) -> list[SubscriberStatus]:
+def event_status(app: Celery, event_id: str, limit: int = SCAN_LIMIT) -> list[SubscriberStatus]:
     """Where ``event_id`` stands at each subscriber of ``app``'s subscriptions.
 
     Raises:
         PublishError: the broker can't be reached.
     """
-    settings = app.conf.platform_settings
-    topology = app.conf.platform_topology
+    settings = platform_config(app).settings
+    topology = platform_config(app).topology
     store = open_store(settings.state_url)
     rows = []
-    connection = connect(app)
+    connection = amqp_connection(app.connection_for_write(), settings.publish_timeout)
     try:
-        for subscription in app.conf.platform_subscriptions:
+        for subscription in platform_config(app).subscriptions:
             queue = subscription.queue
             task_id = handler_task_id(subscription.service, event_id)
             if store.is_completed(task_id):

@@ -1,4 +1,4 @@
-"""Launch Flower for the platform: ``python -m workers.flower``.
+"""Launch Flower for the platform: ``python -m workers.ops.flower``.
 
 Flower listens on ``FLOWER_ADDRESS:FLOWER_PORT`` (loopback by default), watches
 the broker of ``CELERY_BROKER_URL``, and fills its broker page from the
@@ -10,7 +10,7 @@ shut workers down, so listening on any address other than loopback without
 basic auth is refused. The decision is the pure :func:`plan_flower`; only
 :func:`main` touches the process (it ``exec``s Flower).
 
-:func:`main` runs Flower's options with ``python -m workers.flower_pages``
+:func:`main` runs Flower's options with ``python -m workers.ops.flower.server``
 instead of ``celery flower``: the same Flower, plus the platform's dead-letter
 page and a broker page that lists retry and dead-letter queues.
 
@@ -38,7 +38,7 @@ PLANNED_VARIABLES = frozenset({"FLOWER_BROKER_API", "FLOWER_BASIC_AUTH"})
 EXIT_REFUSED = 2
 
 #: Runs Flower with the platform pages; takes the options ``celery flower`` takes.
-PLATFORM_FLOWER = ("-m", "workers.flower_pages")
+PLATFORM_FLOWER = ("-m", "workers.ops.flower.server")
 
 
 class FlowerRefused(ValueError):
@@ -69,7 +69,7 @@ def is_loopback(address: str) -> bool:
 class FlowerLaunch:
     """How to run Flower: the command, and variables added to its environment."""
 
-    #: The argv for ``os.execvpe``: ``python -m workers.flower_pages ...`` (Flower
+    #: The argv for ``os.execvpe``: ``python -m workers.ops.flower.server ...`` (Flower
     #: with the platform's pages; it takes ``celery flower``'s options).
     argv: tuple[str, ...]
     #: Secrets go to Flower through its own ``FLOWER_*`` variables, not the
@@ -134,7 +134,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ = {name: value for name, value in os.environ.items() if name not in PLANNED_VARIABLES}
     os.execvpe(launch.argv[0], launch.argv, {**environ, **launch.environ})
     return 0  # pragma: no cover - execvpe does not return
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))

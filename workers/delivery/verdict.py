@@ -3,10 +3,10 @@
 A task's exception is classified where it happened (the pool process, which
 has the real exception object); the verdict travels to the worker's main
 process as one of the two exceptions below, which pickle safely whatever the
-original exception was. :mod:`workers.lifecycle` carries the verdict out.
+original exception was. :mod:`workers.delivery.lifecycle` carries the verdict out.
 
 ``RetryLater`` is a Celery ``Retry``, so the task shows as RETRY in Flower and
-in the logs; ``DeadLetter`` is an ordinary failure (FAILURE).
+in the logs; ``DeadLetterNow`` is an ordinary failure (FAILURE).
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import traceback as traceback_module
 from celery import signals
 from celery.exceptions import Retry
 
-from workers.backoff import RetryPolicy, backoff_delay
-from workers.classify import Classification, ErrorClass
-from workers.headers import Failure
+from workers.delivery.backoff import RetryPolicy, backoff_delay
+from workers.delivery.classify import Classification, ErrorClass
+from workers.delivery.headers import Failure
 
 
 class RetryLater(Retry):
@@ -43,7 +43,7 @@ class RetryLater(Retry):
         return (type(self), (self.failure, self.delay, self.retry_number))
 
 
-class DeadLetter(Exception):
+class DeadLetterNow(Exception):
     """Republish the message to its dead-letter queue with the failure's metadata."""
 
     def __init__(self, failure: Failure, retries: int) -> None:
@@ -75,7 +75,7 @@ def decide(
     retries_done: int,
     policy: RetryPolicy,
     countdown: float | None = None,
-) -> RetryLater | DeadLetter:
+) -> RetryLater | DeadLetterNow:
     """Retry with backoff while the class allows it, else dead-letter.
 
     Args:
@@ -86,7 +86,7 @@ def decide(
         countdown: an explicit wait asked for by the task (``self.retry``).
     """
     if retries_done >= policy.retries_allowed(classification.error_class):
-        return DeadLetter(failure, retries_done)
+        return DeadLetterNow(failure, retries_done)
     if countdown is not None:
         delay = min(max(countdown, 0.0), policy.max_delay)
     else:
@@ -113,6 +113,6 @@ def release_retried_attempt(reason: BaseException | None = None, **_: object) ->
 
 @signals.task_failure.connect(weak=False)
 def release_dead_lettered_attempt(exception: BaseException | None = None, **_: object) -> None:
-    """Break the cycle of a ``DeadLetter`` once Celery has recorded the failure."""
-    if isinstance(exception, DeadLetter):
+    """Break the cycle of a ``DeadLetterNow`` once Celery has recorded the failure."""
+    if isinstance(exception, DeadLetterNow):
         exception.__traceback__ = None

@@ -34,12 +34,12 @@ from typing import TYPE_CHECKING, Any
 
 import amqp
 
+from config.app import platform_config
 from config.subscriptions import Subscription, topic_matches
 from config.topology import TASKS_EXCHANGE, event_log
-from workers.broker import declare_topology
+from workers.broker import ConfirmWindow, amqp_connection, close_quietly, declare_topology, message_headers
 from workers.errors import PublishError
 from workers.events.envelope import read_attributes
-from workers.pipeline import Confirms, close_quietly, connect, drain_confirms
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -87,13 +87,14 @@ def backfill_subscriber(
         PublishError: the broker is unreachable, a copy was not confirmed, or
             the log went quiet before the marker came back.
     """
-    settings = app.conf.platform_settings
+    settings = platform_config(app).settings
     log = event_log(settings.events_exchange)
     with app.connection_for_write() as connection:
-        declare_topology(connection, app.conf.platform_topology)  # step 1: live events flow
+        declare_topology(connection, platform_config(app).topology)  # step 1: live events flow
     marker = str(uuid.uuid4())
     result = BackfillResult()
-    connection = connect(app)
+    connection = amqp_connection(app.connection_for_write(), settings.publish_timeout)
+    confirms: ConfirmWindow | None = None
     try:
         publishing = connection.channel()
         publishing.confirm_select()
@@ -103,10 +104,10 @@ def backfill_subscriber(
             routing_key=log,
             mandatory=True,
         )
-        confirms = Confirms()
-        confirms.attach(publishing, select=False)
         # basic_publish_confirm used tag 1; the copies' tags follow it.
-        confirms.next_tag = 2
+        confirms = ConfirmWindow(
+            connection, publishing, settings.publish_timeout, WINDOW, select=False, first_tag=2
+        )
 
         reading = connection.channel()
         reading.basic_qos(0, PREFETCH, False)
@@ -132,7 +133,7 @@ def backfill_subscriber(
             last_activity = time.monotonic()
             message = pending.pop(0)
             reading.basic_ack(message.delivery_tag)
-            headers = dict(message.properties.get("application_headers") or {})
+            headers = message_headers(message)
             if MARKER_HEADER in headers:
                 done = headers[MARKER_HEADER] == marker
                 continue
@@ -142,20 +143,22 @@ def backfill_subscriber(
             if not any(topic_matches(pattern, event_type) for pattern in subscription.patterns):
                 result.skipped += 1
                 continue
-            _copy(publishing, message, headers, subscription.queue, log)
-            confirms.sent(attributes.get("id", "?"))
+            confirms.publish(
+                _copy(message, headers, log),
+                TASKS_EXCHANGE,
+                subscription.queue,
+                item=attributes.get("id", "?"),
+                mandatory=True,
+            )
             result.copied += 1
-            while len(confirms.outstanding) >= WINDOW:
-                drain_confirms(connection, settings.publish_timeout, confirms)
-        while confirms.outstanding:
-            drain_confirms(connection, settings.publish_timeout, confirms)
+        confirms.wait_all()
     except (OSError, amqp.exceptions.AMQPError) as exc:
         raise PublishError(
             f"backfill of {subscription.queue} failed after {result.copied} copies: {exc}"
         ) from exc
     finally:
         close_quietly(connection)
-    if confirms.nacked:
+    if confirms is not None and confirms.nacked:
         raise PublishError(
             f"{len(confirms.nacked)} copies into {subscription.queue} were refused (queue full?)"
         )
@@ -163,13 +166,9 @@ def backfill_subscriber(
     return result
 
 
-def _copy(channel: Any, message: amqp.Message, headers: dict[str, Any], queue: str, log: str) -> None:
+def _copy(message: amqp.Message, headers: dict[str, Any], log: str) -> amqp.Message:
+    """The copy of a logged event that goes to the subscriber's queue."""
     headers.pop(STREAM_OFFSET_HEADER, None)
     headers[BACKFILLED_FROM_HEADER] = log
     properties = {key: message.properties[key] for key in COPIED_PROPERTIES if message.properties.get(key)}
-    channel.basic_publish(
-        amqp.Message(message.body, application_headers=headers, delivery_mode=2, **properties),
-        exchange=TASKS_EXCHANGE,
-        routing_key=queue,
-        mandatory=True,
-    )
+    return amqp.Message(message.body, application_headers=headers, delivery_mode=2, **properties)

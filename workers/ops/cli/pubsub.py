@@ -26,7 +26,10 @@ from typing import Any
 
 import click
 
-EXIT_BROKER_UNREACHABLE = 3
+from config.app import platform_config
+from workers.errors import PublishError
+from workers.ops.cli.common import EXIT_BROKER_UNREACHABLE, app_of, fail, json_option
+
 EXIT_SCHEMA_BREAKING = 5
 EXIT_UNKNOWN_SERVICE = 6
 
@@ -38,10 +41,6 @@ DEFAULT_REGISTRY = "tasks.events.catalog:REGISTRY"
 @click.pass_context
 def events(ctx: click.Context) -> None:
     """Events: schemas, backfill for new subscribers, where one event stands."""
-
-
-def _app(ctx: click.Context) -> Any:
-    return ctx.find_root().obj.app
 
 
 def _load(path: str) -> tuple[Any, Path]:
@@ -95,8 +94,8 @@ def schema_check(registry: str, snapshots: Path | None, update: bool) -> None:
 @click.pass_context
 def subscriptions(ctx: click.Context) -> None:
     """List the subscribing services: queue, patterns and handlers."""
-    app = _app(ctx)
-    for subscription in app.conf.platform_subscriptions:
+    app = app_of(ctx)
+    for subscription in platform_config(app).subscriptions:
         click.echo(f"{subscription.service}: queue {subscription.queue}")
         for pattern, handler in subscription.handlers:
             click.echo(f"  {pattern} -> {handler}")
@@ -123,23 +122,20 @@ def backfill(ctx: click.Context, service: str, from_start: bool, since: str | No
     Live events keep arriving meanwhile; an event that arrives both ways is
     handled once (handlers are idempotent by event id).
     """
-    from workers.errors import PublishError
-    from workers.events.backfill import backfill_subscriber
+    from workers.ops.backfill import backfill_subscriber
 
     if from_start == (since is not None):
         raise click.UsageError("give exactly one of --from-start or --since")
-    app = _app(ctx)
-    by_service = {s.service: s for s in app.conf.platform_subscriptions}
+    app = app_of(ctx)
+    by_service = {s.service: s for s in platform_config(app).subscriptions}
     if service not in by_service:
-        click.echo(
-            f"error: no subscription for service {service!r} (known: {', '.join(by_service)})", err=True
+        fail(
+            f"no subscription for service {service!r} (known: {', '.join(by_service)})", EXIT_UNKNOWN_SERVICE
         )
-        sys.exit(EXIT_UNKNOWN_SERVICE)
     try:
         result = backfill_subscriber(app, by_service[service], since=_since(since))
     except PublishError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BROKER_UNREACHABLE)
+        fail(str(exc), EXIT_BROKER_UNREACHABLE)
     click.echo(
         f"backfilled {result.copied} events into {by_service[service].queue} "
         f"({result.scanned} read from the log, {result.skipped} not subscribed)"
@@ -148,19 +144,17 @@ def backfill(ctx: click.Context, service: str, from_start: bool, since: str | No
 
 @events.command("show")
 @click.argument("event_id")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@json_option
 @click.pass_context
 def show(ctx: click.Context, event_id: str, as_json: bool) -> None:
     """Where EVENT_ID stands at each subscriber: processed, retrying, dead-lettered."""
-    from workers.errors import PublishError
-    from workers.events.view import event_status
+    from workers.ops.event_status import event_status
 
-    app = _app(ctx)
+    app = app_of(ctx)
     try:
         rows = event_status(app, event_id)
     except PublishError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_BROKER_UNREACHABLE)
+        fail(str(exc), EXIT_BROKER_UNREACHABLE)
     if as_json:
         click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
         return

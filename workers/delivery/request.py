@@ -2,12 +2,12 @@
 
 Celery calls :meth:`PlatformRequest.on_failure` in the worker's main process
 with what the pool process raised. Verdicts (retry later, dead letter) are
-settled by :mod:`workers.lifecycle`: republished with a confirm, then acked.
-A hard time limit kills the pool process before it can decide, so it is
-decided here as a transient failure; anything else raised outside the task
-body's classification is decided here as unknown, never acked away. A pool
-process that died is left to Celery: the message is requeued, and RabbitMQ
-counts the delivery.
+settled by :mod:`workers.delivery.lifecycle`: republished with a confirm, then acked.
+A failure that reaches the main process without a verdict (a hard time limit
+kills the pool process before it can decide; anything raised outside the task
+body) is decided here with the task's own classifier rules, never acked away.
+A pool process that died is left to Celery: the message is requeued, and
+RabbitMQ counts the delivery.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from __future__ import annotations
 from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
-from celery.exceptions import Ignore, Reject, Retry, Terminated, TimeLimitExceeded, WorkerLostError
+from celery.exceptions import Ignore, Reject, Retry, Terminated, WorkerLostError
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
-from workers.classify import Classification, ErrorClass
-from workers.headers import Failure
-from workers.lifecycle import lifecycle_for
-from workers.verdict import DeadLetter, RetryLater, decide, describe
+from workers.delivery.classify import classify
+from workers.delivery.headers import Failure
+from workers.delivery.lifecycle import lifecycle_of
+from workers.delivery.verdict import DeadLetterNow, RetryLater, decide, describe
 
 #: Outcomes Celery itself handles right: a lost pool process is requeued (and
 #: counted by the quorum queue); control exceptions do what they say.
@@ -45,14 +45,12 @@ class PlatformRequest(Request):
         exc = exc_info.exception
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
-        if isinstance(exc, TimeLimitExceeded):
-            exc = self._decide_here(exc_info, exc, ErrorClass.TRANSIENT)
-        elif not isinstance(exc, (*CELERY_HANDLED, RetryLater, DeadLetter)):
-            exc = self._decide_here(exc_info, exc, ErrorClass.UNKNOWN)
-        if not isinstance(exc, (RetryLater, DeadLetter)):
+        if not isinstance(exc, (*CELERY_HANDLED, RetryLater, DeadLetterNow)):
+            exc = self._decide_here(exc_info, exc)
+        if not isinstance(exc, (RetryLater, DeadLetterNow)):
             return super().on_failure(exc_info, send_failed_event, return_ok)
 
-        lifecycle = lifecycle_for(self._app)
+        lifecycle = lifecycle_of(self._app)
         if isinstance(exc, RetryLater):
             verdict = exc
 
@@ -80,13 +78,15 @@ class PlatformRequest(Request):
         )
         return None
 
-    def _decide_here(self, exc_info: Any, exc: BaseException, error_class: ErrorClass) -> Any:
-        described = describe(exc, error_class)
+    def _decide_here(self, exc_info: Any, exc: BaseException) -> RetryLater | DeadLetterNow:
+        """The verdict on a failure the task body did not classify (its own rules decide)."""
+        classification = classify(exc, self.task._classifier_rules)
+        described = describe(exc, classification.error_class)
         failure = Failure(
             described.error_class, described.error_type, described.error_message, exc_info.traceback or ""
         )
         retries = int(self.request_dict.get("retries") or 0)
-        return decide(failure, Classification(error_class), retries, self.task._retry_policy)
+        return decide(failure, classification, retries, self.task._retry_policy)
 
     def _give_back(self) -> None:
         """The republish was not confirmed: return the delivery to the broker."""

@@ -2,7 +2,7 @@
 
 Registered through Celery's ``celery.commands`` entry point. Every command
 takes ``--json`` for scripts and prints a readable table otherwise. The work
-lives in :mod:`workers.dlq`; this module only parses, prints and maps errors
+lives in :mod:`workers.ops.dlq`; this module only parses, prints and maps errors
 to exit codes:
 
 ====  ===========================================================
@@ -29,10 +29,11 @@ import click
 from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
+from config.app import platform_config
 from config.topology import dead_letter_queue
-from workers import dlq as ops
 from workers.broker import queue_depth
-from workers.classify import ErrorClass
+from workers.delivery.classify import ErrorClass
+from workers.ops import dlq as ops
 
 EXIT_ABORTED = 1
 EXIT_BROKER_UNREACHABLE = 3
@@ -54,8 +55,8 @@ class Context:
 
     def __init__(self, ctx: click.Context) -> None:
         self.app = ctx.find_root().obj.app
-        self.settings = self.app.conf.platform_settings
-        self.topology = self.app.conf.platform_topology
+        self.settings = platform_config(self.app).settings
+        self.topology = platform_config(self.app).topology
 
     def queue(self, name: str) -> str:
         """The work queue ``name`` names (``orders`` or ``orders.dlq``), or exit 4."""
@@ -102,7 +103,7 @@ def list_queues(ctx: click.Context, as_json: bool) -> None:
     """Every work queue: DLQ depth, age of the oldest dead letter, retry-queue depths."""
     context = Context(ctx)
     now = datetime.now(UTC)
-    rows = []
+    rows: list[dict[str, Any]] = []
     with context.broker() as connection:
         for work_queue in context.topology.work_queues:
             depth = queue_depth(connection, work_queue.dead_letter_queue)

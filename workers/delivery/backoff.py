@@ -12,7 +12,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from workers.classify import ErrorClass
+from workers.delivery.classify import ErrorClass
 
 
 @dataclass(frozen=True)

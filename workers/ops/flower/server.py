@@ -1,16 +1,16 @@
-"""Flower with the platform pages: ``python -m workers.flower_pages [flower options]``.
+"""Flower with the platform pages: ``python -m workers.ops.flower.server [flower options]``.
 
 It does what ``celery -A config flower`` does (Flower's own option parsing from
 ``FLOWER_*`` variables, a config file and the command line; its settings,
 logging and banner), with two additions made through supported seams:
 
 - :class:`PlatformFlower` is Flower's Tornado application with the handlers of
-  :mod:`workers.flower_pages.handlers` and :mod:`workers.flower_pages.event_pages`
+  :mod:`workers.ops.flower.dlq_pages` and :mod:`workers.ops.flower.event_pages`
   added by ``add_handlers`` (Tornado matches them before Flower's own, so
   ``/broker`` shows every queue);
-- the settings' ``template_loader`` is :class:`~workers.flower_pages.loader.PlatformLoader`.
+- the settings' ``template_loader`` is :class:`~workers.ops.flower.loader.PlatformLoader`.
 
-Use ``python -m workers.flower`` to start it: that launcher refuses unsafe
+Use ``python -m workers.ops.flower`` to start it: that launcher refuses unsafe
 addresses and passes secrets through the environment.
 """
 
@@ -23,14 +23,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from tornado.options import options
+
 from flower.app import Flower, rewrite_handler
 from flower.command import apply_env_options, apply_options, extract_settings, setup_logging, sigterm_handler
 from flower.urls import settings as flower_settings
-from tornado.options import options
-
-from workers.flower_pages.event_pages import event_page_handlers
-from workers.flower_pages.handlers import platform_handlers
-from workers.flower_pages.loader import PlatformLoader
+from workers.ops.flower.dlq_pages import platform_handlers
+from workers.ops.flower.event_pages import event_page_handlers
+from workers.ops.flower.loader import PlatformLoader
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (KeyboardInterrupt, SystemExit):
         pass
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING, Any
 import amqp
 from kombu.serialization import dumps
 
+from config.app import platform_config
 from config.topology import TASKS_EXCHANGE
+from workers.broker import ConfirmWindow, amqp_connection, close_quietly
 from workers.errors import PublishError
-from workers.pipeline import Confirms, close_quietly, connect, drain_confirms
 
 if TYPE_CHECKING:
     from celery import Task
@@ -53,30 +54,25 @@ def enqueue_many(
             were sent and which failed); the broker was unreachable.
     """
     app = task.app
-    settings = app.conf.platform_settings
+    settings = platform_config(app).settings
     timeout = settings.publish_timeout if timeout is None else timeout
     queue = queue or _route(task)
     ids: list[str] = []
-    confirms = Confirms()
-    connection = connect(app)
+    connection = amqp_connection(app.connection_for_write(), settings.publish_timeout)
+    confirms: ConfirmWindow | None = None
     try:
-        channel = connection.channel()
-        confirms.attach(channel)
+        confirms = ConfirmWindow(connection, connection.channel(), timeout, window)
         for args, kwargs in calls:
             task_id = str(uuid.uuid4())
-            channel.basic_publish(
-                _message(task, task_id, args, kwargs), TASKS_EXCHANGE, queue, mandatory=True
+            confirms.publish(
+                _message(task, task_id, args, kwargs), TASKS_EXCHANGE, queue, item=task_id, mandatory=True
             )
-            confirms.sent(task_id)
             ids.append(task_id)
-            while len(confirms.outstanding) >= window:
-                drain_confirms(connection, timeout, confirms)
-        while confirms.outstanding:
-            drain_confirms(connection, timeout, confirms)
+        confirms.wait_all()
     except (OSError, amqp.exceptions.AMQPError) as exc:
         raise PublishError(
             f"batch of {task.name} interrupted after {len(ids)} messages "
-            f"({len(ids) - len(confirms.outstanding)} confirmed): {exc}"
+            f"({confirms.confirmed if confirms else 0} confirmed): {exc}"
         ) from exc
     finally:
         close_quietly(connection)

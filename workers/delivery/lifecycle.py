@@ -10,18 +10,24 @@ Every outcome of a delivery ends here (DESIGN.md's lifecycle table):
 If a republish is not confirmed, the original is requeued instead of acked: at
 worst a duplicate, never a loss. The body is passed on byte for byte. This
 runs in the worker's main process, which holds the raw message.
+
+One :class:`Lifecycle` per worker main process, built complete by the
+platform consumer when the worker starts (:func:`install_lifecycle`) and
+handed out by :func:`lifecycle_of`; Celery's request objects find it through
+their app.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
+import weakref
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from config.app import platform_config
 from config.topology import DEAD_LETTER_EXCHANGE, Topology
+from workers.delivery.headers import Failure, Origin, failure_headers
 from workers.errors import PublishError
-from workers.headers import Failure, Origin, failure_headers
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -44,16 +50,21 @@ def message_origin(message: Message, topology: Topology, queue_by_tag: Mapping[s
 
 
 class Lifecycle:
-    """Settles deliveries for one Celery app (one per worker main process)."""
+    """Settles deliveries for one Celery app (one per worker main process).
 
-    def __init__(self, app: Celery) -> None:
+    Args:
+        app: the platform app (settings, topology, producer pool).
+        worker: the worker's node name, written into ``x-worker``.
+        queue_by_tag: returns the running consumer's consumer-tag -> queue map.
+    """
+
+    def __init__(self, app: Celery, worker: str, queue_by_tag: Callable[[], Mapping[str, str]]) -> None:
         self.app = app
-        self.settings = app.conf.platform_settings
-        self.topology: Topology = app.conf.platform_topology
-        #: The worker's node name, written into ``x-worker``.
-        self.worker = socket.gethostname()
-        #: Returns the consumer-tag -> queue map of the running consumer.
-        self.queue_by_tag: Callable[[], Mapping[str, str]] = dict
+        platform = platform_config(app)
+        self.settings = platform.settings
+        self.topology: Topology = platform.topology
+        self.worker = worker
+        self.queue_by_tag = queue_by_tag
 
     def origin(self, message: Message) -> Origin:
         return message_origin(message, self.topology, self.queue_by_tag())
@@ -153,10 +164,10 @@ def publish_raw(
         PublishError: the broker did not take it (unroutable, nacked, timed out,
             or the connection failed).
     """
-    settings = app.conf.platform_settings
+    timeout = platform_config(app).settings.publish_timeout
     properties = {key: message.properties[key] for key in CARRIED_PROPERTIES if key in message.properties}
     try:
-        with app.producer_pool.acquire(block=True, timeout=settings.publish_timeout) as producer:
+        with app.producer_pool.acquire(block=True, timeout=timeout) as producer:
             producer.publish(
                 message.body,
                 exchange=exchange,
@@ -169,18 +180,34 @@ def publish_raw(
                 expiration=expiration,
                 retry=True,
                 retry_policy={"max_retries": 2, "interval_start": 0.1, "interval_step": 0.5},
-                timeout=settings.publish_timeout,
-                confirm_timeout=settings.publish_timeout,
+                timeout=timeout,
+                confirm_timeout=timeout,
                 **properties,
             )
     except Exception as exc:
         raise PublishError(f"publish to {exchange or '(default)'}/{routing_key} failed: {exc!r}") from exc
 
 
-def lifecycle_for(app: Celery) -> Lifecycle:
-    """The :class:`Lifecycle` of ``app`` in this process (created on first use)."""
-    lifecycle = app.__dict__.get("_platform_lifecycle")
-    if lifecycle is None:
-        lifecycle = Lifecycle(app)
-        app.__dict__["_platform_lifecycle"] = lifecycle
-    return lifecycle
+#: The lifecycle of each app's worker in this process (set once, when the consumer starts).
+_installed: weakref.WeakKeyDictionary[Celery, Lifecycle] = weakref.WeakKeyDictionary()
+
+
+def install_lifecycle(app: Celery, lifecycle: Lifecycle) -> None:
+    """Make ``lifecycle`` the one :func:`lifecycle_of` returns for ``app`` in this process."""
+    _installed[app] = lifecycle
+
+
+def lifecycle_of(app: Celery) -> Lifecycle:
+    """The :class:`Lifecycle` of ``app``'s worker in this process.
+
+    Raises:
+        LookupError: no platform consumer started for ``app`` here (the
+            ``worker_consumer`` setting is not the platform's).
+    """
+    try:
+        return _installed[app]
+    except KeyError:
+        raise LookupError(
+            f"no platform lifecycle for app {app.main!r}: its worker_consumer must be "
+            "workers.delivery.consumer:PlatformConsumer"
+        ) from None

@@ -12,6 +12,7 @@ from typing import Any
 
 from celery import bootsteps
 
+from config.app import platform_config
 from workers.broker import declare_topology
 
 logger = logging.getLogger(__name__)
@@ -23,5 +24,5 @@ class DeclareTopology(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.connection:Connection",)
 
     def start(self, c: Any) -> None:
-        count = declare_topology(c.connection, c.app.conf.platform_topology)
+        count = declare_topology(c.connection, platform_config(c.app).topology)
         logger.info("declared platform topology: %d queues", count)

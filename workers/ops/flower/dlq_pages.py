@@ -22,13 +22,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import tornado.web
-from flower.views import BaseHandler
-from flower.views.broker import BrokerView
 from tornado.ioloop import IOLoop
 from tornado.web import url
 
+from config.app import platform_config
 from config.topology import dead_letter_queue
-from workers import dlq
+from flower.views import BaseHandler
+from flower.views.broker import BrokerView
+from workers.ops import dlq
 
 #: Most dead letters read for a page's groups and trend.
 SCAN_LIMIT = 10_000
@@ -50,7 +51,7 @@ class QueueSummary:
     stats: dlq.DlqStats
     #: True when the DLQ held more than :data:`SCAN_LIMIT` (stats cover the head).
     truncated: bool
-    letters: list[dlq.DeadLetter]
+    letters: list[dlq.DeadLetterMessage]
 
 
 def body_preview(body: bytes) -> tuple[str, str]:
@@ -73,11 +74,11 @@ class PlatformHandler(BaseHandler):
 
     @property
     def topology(self) -> Any:
-        return self.capp.conf.platform_topology
+        return platform_config(self.capp).topology
 
     @property
     def settings_(self) -> Any:
-        return self.capp.conf.platform_settings
+        return platform_config(self.capp).settings
 
     def work_queue(self, name: str) -> str:
         if name not in self.topology:
@@ -217,7 +218,7 @@ class PlatformBrokerView(BrokerView):
 
     def get_active_queue_names(self) -> list[str]:
         names = set(super().get_active_queue_names())
-        topology = getattr(self.capp.conf, "platform_topology", None)
+        topology = platform_config(self.capp).topology
         for work_queue in getattr(topology, "work_queues", ()):
             names.update({work_queue.name, *work_queue.retry_queues, work_queue.dead_letter_queue})
         return sorted(names)

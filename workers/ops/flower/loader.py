@@ -7,8 +7,9 @@ import os
 import re
 from pathlib import Path
 
-import flower
 from tornado.template import Loader, Template
+
+import flower
 
 logger = logging.getLogger(__name__)
 

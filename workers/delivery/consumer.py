@@ -16,6 +16,7 @@ queues).
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,14 +24,17 @@ from typing import Any
 from celery.worker.consumer.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
-from workers.classify import ErrorClass
-from workers.headers import Failure, delivery_count, retry_count
-from workers.lifecycle import lifecycle_for
+from config.app import platform_config
+from workers.delivery.classify import ErrorClass
+from workers.delivery.headers import Failure, delivery_count, retry_count
+from workers.delivery.lifecycle import Lifecycle, install_lifecycle
 
 logger = logging.getLogger(__name__)
 
 #: Celery's step that would declare 28 ``celery_delayed_*`` queues; not used.
 NATIVE_DELAYED_DELIVERY = "celery.worker.consumer.delayed_delivery:DelayedDelivery"
+#: The consumer step that declares the whole topology on (re)connect.
+TOPOLOGY_STEP = "workers.delivery.bootsteps.topology:DeclareTopology"
 #: Seconds task events may wait in the worker's buffer before they are published.
 EVENT_FLUSH_INTERVAL = 0.1
 #: Errors in a message's shape that surface while Celery builds the request.
@@ -44,7 +48,7 @@ class PlatformConsumer(Consumer):
         default_steps = [step for step in Consumer.Blueprint.default_steps if step != NATIVE_DELAYED_DELIVERY]
         default_steps.insert(
             default_steps.index("celery.worker.consumer.tasks:Tasks"),
-            "workers.bootsteps.topology:DeclareTopology",
+            TOPOLOGY_STEP,
         )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -57,10 +61,10 @@ class PlatformConsumer(Consumer):
         #: When the scheduled flush of buffered task events is due (None: none is).
         self._event_flush_due: float | None = None
         super().__init__(*args, **kwargs)
-        self.lifecycle = lifecycle_for(self.app)
-        self.lifecycle.queue_by_tag = self._queue_by_tag
-        self.lifecycle.worker = self.hostname or self.lifecycle.worker
-        self.delivery_limit = self.app.conf.platform_settings.delivery_limit
+        #: The one lifecycle of this worker process; requests find it through the app.
+        self.lifecycle = Lifecycle(self.app, self.hostname or socket.gethostname(), self.queue_by_tag)
+        install_lifecycle(self.app, self.lifecycle)
+        self.delivery_limit = platform_config(self.app).settings.delivery_limit
 
     def connection_for_write(self, url: str | None = None, heartbeat: float | None = None) -> Any:
         """The connection monitoring events go out on, without publisher confirms.
@@ -106,7 +110,8 @@ class PlatformConsumer(Consumer):
             self._flush_events()
         super().shutdown()
 
-    def _queue_by_tag(self) -> dict[str, str]:
+    def queue_by_tag(self) -> dict[str, str]:
+        """The queue each consumer tag of the running task consumer consumes."""
         task_consumer = getattr(self, "task_consumer", None)
         tags = getattr(task_consumer, "_active_tags", None) or {}
         return {tag: queue for queue, tag in tags.items()}

@@ -7,8 +7,8 @@ In the pool process, around the task body:
 3. on success, record the id as completed (unless the task did so itself inside
    :meth:`PlatformTask.transaction`, together with its side effects);
 4. on failure, classify the exception and raise the verdict
-   (:class:`~workers.verdict.RetryLater` or :class:`~workers.verdict.DeadLetter`),
-   which the worker's main process carries out (:mod:`workers.request`).
+   (:class:`~workers.delivery.verdict.RetryLater` or :class:`~workers.delivery.verdict.DeadLetterNow`),
+   which the worker's main process carries out (:mod:`workers.delivery.request`).
 
 Per-task options (given to ``@app.task(...)``; checked when the task is bound)::
 
@@ -28,11 +28,12 @@ from celery import Task
 from celery.exceptions import Ignore, Reject, Retry
 from kombu.exceptions import OperationalError
 
-from workers.backoff import RetryPolicy
-from workers.classify import ClassifierRules, Decider, classify, import_types
+from config.app import platform_config
+from workers.delivery.backoff import RetryPolicy
+from workers.delivery.classify import ClassifierRules, Decider, classify, import_types
+from workers.delivery.idempotency import CompletionStore, open_store
+from workers.delivery.verdict import DeadLetterNow, decide, describe
 from workers.errors import PublishError
-from workers.idempotency import CompletionStore, open_store
-from workers.verdict import DeadLetter, decide, describe
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class PlatformTask(Task):
     """Celery task with classification, broker-held backoff, DLQ and idempotency."""
 
     #: The worker-side request: settles verdicts in the main process.
-    Request = "workers.request:PlatformRequest"
+    Request = "workers.delivery.request:PlatformRequest"
 
     #: Seconds before the first retry (None: from settings).
     retry_base: float | None = None
@@ -72,7 +73,7 @@ class PlatformTask(Task):
     @classmethod
     def on_bound(cls, app: Any) -> None:
         """Check this task's options against the settings when it is declared."""
-        settings = app.conf.platform_settings
+        settings = platform_config(app).settings
 
         def pick(value: Any, default: Any) -> Any:
             return default if value is None else value
@@ -126,7 +127,7 @@ class PlatformTask(Task):
             if store is not None and not self.request.platform_completed:
                 store.mark_completed(task_id, self.name)
             return result
-        if isinstance(verdict, DeadLetter):
+        if isinstance(verdict, DeadLetterNow):
             logger.error("task %s[%s] failed for good:\n%s", self.name, task_id, verdict.failure.traceback)
         # Raised outside the except block and unchained: the original traceback
         # travels as text, so no frames of the task body are kept alive.
@@ -149,7 +150,7 @@ class PlatformTask(Task):
         """
         if args is not None or kwargs is not None or eta is not None:
             raise ValueError("retry() re-runs the same message; args, kwargs and eta can't change")
-        from workers.classify import Classification, ErrorClass
+        from workers.delivery.classify import Classification, ErrorClass
 
         reason = exc or RuntimeError("retry requested by the task")
         failure = describe(reason, ErrorClass.TRANSIENT)
@@ -180,7 +181,7 @@ class PlatformTask(Task):
     @classmethod
     def completion_store(cls) -> CompletionStore:
         """This process's idempotency store (opened on first use)."""
-        return open_store(cls.app.conf.platform_settings.state_url)
+        return open_store(platform_config(cls.app).settings.state_url)
 
     # -- in the publishing process ---------------------------------------------
 
@@ -188,9 +189,9 @@ class PlatformTask(Task):
         """Enqueue one message per ``(args, kwargs)``, confirmed together.
 
         Much faster than calling :meth:`apply_async` in a loop; see
-        :func:`workers.batch.enqueue_many`.
+        :func:`workers.delivery.batch.enqueue_many`.
         """
-        from workers.batch import enqueue_many
+        from workers.delivery.batch import enqueue_many
 
         return enqueue_many(self, calls, queue=queue)
 
@@ -205,7 +206,7 @@ class PlatformTask(Task):
                 f"{self.name}: countdown/eta are not supported (they hold messages in worker "
                 "memory); schedule the call from your application instead"
             )
-        settings = self.app.conf.platform_settings
+        settings = platform_config(self.app).settings
         options.setdefault("mandatory", True)
         options.setdefault("confirm_timeout", settings.publish_timeout)
         options.setdefault("timeout", settings.publish_timeout)

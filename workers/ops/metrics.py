@@ -1,4 +1,4 @@
-"""Prometheus metrics of the platform's queues: ``python -m workers.metrics``.
+"""Prometheus metrics of the platform's queues: ``python -m workers.ops.metrics``.
 
 Serves the text exposition format at ``/metrics`` on ``PLATFORM_METRICS_PORT``:
 
@@ -7,7 +7,7 @@ Serves the text exposition format at ``/metrics`` on ``PLATFORM_METRICS_PORT``:
 - ``platform_dead_letter_oldest_age_seconds`` and
   ``platform_dead_letter_inflow_last_hour`` per dead-letter queue, from the
   dead letters' own headers (browsed without side effects; only non-empty DLQs,
-  at most :data:`workers.dlq.SUMMARY_SCAN_LIMIT` each);
+  at most :data:`workers.ops.dlq.SUMMARY_SCAN_LIMIT` each);
 - ``platform_consumer_lag_messages`` per consumed queue, work or subscriber
   (ready + unacked: what its consumers have not finished);
 - ``platform_metrics_up``: 1 when the broker and its management API answered.
@@ -33,8 +33,9 @@ from amqp.exceptions import AMQPError
 from kombu import Connection
 from kombu.exceptions import OperationalError
 
-from workers import dlq
-from workers.queue_stats import (
+from config.app import platform_config
+from workers.ops import dlq
+from workers.ops.queue_stats import (
     DEAD_LETTER,
     INTERNAL,
     SUBSCRIBER,
@@ -192,7 +193,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from config.app import create_app
     from config.settings import SettingsError, load_settings
 
-    parser = argparse.ArgumentParser(prog="python -m workers.metrics", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m workers.ops.metrics", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--address", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default: PLATFORM_METRICS_PORT)")
     args = parser.parse_args(argv)
@@ -202,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    topology = create_app(settings, main="metrics").conf.platform_topology
+    topology = platform_config(create_app(settings, main="metrics")).topology
     server = ThreadingHTTPServer(
         (args.address, args.port or settings.metrics_port), make_handler(settings, topology)
     )

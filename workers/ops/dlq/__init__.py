@@ -49,7 +49,7 @@ import amqp
 from amqp.exceptions import NotFound
 
 from config.topology import DEAD_LETTER_EXCHANGE, dead_letter_queue
-from workers.headers import (
+from workers.delivery.headers import (
     CELERY_RETRIES,
     DELIVERY_COUNT,
     ERROR_CLASS,
@@ -63,6 +63,7 @@ from workers.headers import (
     TASK_ID,
     TASK_NAME,
 )
+from workers.ops.text import age_text, json_safe  # noqa: F401 - re-exported until the split
 
 if TYPE_CHECKING:
     from kombu import Connection
@@ -94,7 +95,7 @@ class ReplayError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class DeadLetter:
+class DeadLetterMessage:
     """One message in a DLQ, as browsed (nothing about it was changed)."""
 
     #: 0-based place in the DLQ, head first.
@@ -207,9 +208,9 @@ class ErrorGroup:
     newest: datetime | None
 
 
-def error_groups(letters: Iterable[DeadLetter]) -> list[ErrorGroup]:
+def error_groups(letters: Iterable[DeadLetterMessage]) -> list[ErrorGroup]:
     """Group dead letters by (task, error type); biggest group first."""
-    members: dict[tuple[str, str], list[DeadLetter]] = {}
+    members: dict[tuple[str, str], list[DeadLetterMessage]] = {}
     for letter in letters:
         members.setdefault((letter.task_name, letter.error_type), []).append(letter)
     groups = []
@@ -233,7 +234,7 @@ def error_groups(letters: Iterable[DeadLetter]) -> list[ErrorGroup]:
 
 
 def hourly_trend(
-    letters: Iterable[DeadLetter], now: datetime, hours: int = TREND_HOURS
+    letters: Iterable[DeadLetterMessage], now: datetime, hours: int = TREND_HOURS
 ) -> list[tuple[datetime, int]]:
     """Dead letters per hour (by when they entered the DLQ), oldest hour first.
 
@@ -251,7 +252,7 @@ def hourly_trend(
     return [(start, counts.get(start, 0)) for start in starts]
 
 
-def inflow_last_hour(letters: Iterable[DeadLetter], now: datetime) -> int:
+def inflow_last_hour(letters: Iterable[DeadLetterMessage], now: datetime) -> int:
     """Dead letters still in the DLQ that entered it within the hour before ``now``."""
     since = now - timedelta(hours=1)
     return sum(1 for letter in letters if (moment := letter.dead_lettered_at) is not None and moment > since)
@@ -271,7 +272,7 @@ class DlqStats:
     trend: list[tuple[datetime, int]]
 
 
-def dlq_stats(queue: str, letters: Sequence[DeadLetter], now: datetime) -> DlqStats:
+def dlq_stats(queue: str, letters: Sequence[DeadLetterMessage], now: datetime) -> DlqStats:
     """Count, oldest, inflow, error groups and hourly trend of ``queue``'s DLQ (pure)."""
     times = [t for t in (letter.dead_lettered_at for letter in letters) if t is not None]
     oldest = min(times) if times else None
@@ -308,7 +309,7 @@ class Filter:
     #: Only letters that entered the DLQ at most this long ago.
     newer_than: timedelta | None = None
 
-    def matches(self, letter: DeadLetter, now: datetime) -> bool:
+    def matches(self, letter: DeadLetterMessage, now: datetime) -> bool:
         if self.ids and letter.task_id not in self.ids:
             return False
         if self.groups and letter.group not in self.groups:
@@ -392,14 +393,16 @@ def dlq_depth(connection: Connection, queue: str) -> int:
     return count
 
 
-def _letter(position: int, message: amqp.Message) -> DeadLetter:
+def _letter(position: int, message: amqp.Message) -> DeadLetterMessage:
     properties = {k: v for k, v in message.properties.items() if k != "application_headers"}
     headers = dict(message.properties.get("application_headers") or {})
     body = message.body if isinstance(message.body, bytes) else str(message.body).encode()
-    return DeadLetter(position, body, properties, headers)
+    return DeadLetterMessage(position, body, properties, headers)
 
 
-def iter_dead_letters(connection: Connection, queue: str, limit: int | None = None) -> Iterator[DeadLetter]:
+def iter_dead_letters(
+    connection: Connection, queue: str, limit: int | None = None
+) -> Iterator[DeadLetterMessage]:
     """Browse ``queue``'s DLQ head first, without consuming anything.
 
     Every message is fetched unacked on one channel; closing the channel (when
@@ -431,7 +434,7 @@ def iter_dead_letters(connection: Connection, queue: str, limit: int | None = No
         _close(channel)
 
 
-def browse(connection: Connection, queue: str, limit: int | None = None) -> list[DeadLetter]:
+def browse(connection: Connection, queue: str, limit: int | None = None) -> list[DeadLetterMessage]:
     """All (or the first ``limit``) dead letters of ``queue``, left where they are."""
     return list(iter_dead_letters(connection, queue, limit))
 
@@ -686,25 +689,7 @@ def _republish(channel: amqp.Channel, message: amqp.Message, queue: str, confirm
 # --------------------------------------------------------------- export and audit
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with datetimes as ISO text and bytes as text (or base64), for JSON."""
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            return {"base64": base64.b64encode(value).decode()}
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
-
-
-def letter_record(letter: DeadLetter, traceback_limit: int | None = None) -> dict[str, Any]:
+def letter_record(letter: DeadLetterMessage, traceback_limit: int | None = None) -> dict[str, Any]:
     """A JSON-ready dict of ``letter``: body as UTF-8 text, or base64 when it is not UTF-8."""
     try:
         body, encoding = letter.body.decode("utf-8"), "utf-8"
@@ -730,7 +715,7 @@ def letter_record(letter: DeadLetter, traceback_limit: int | None = None) -> dic
     }
 
 
-def export_lines(letters: Iterable[DeadLetter]) -> Iterator[str]:
+def export_lines(letters: Iterable[DeadLetterMessage]) -> Iterator[str]:
     """One JSON line per dead letter (see :func:`letter_record`)."""
     for letter in letters:
         yield json.dumps(letter_record(letter), sort_keys=True)
@@ -779,20 +764,3 @@ def summarize(
         UnknownQueue: the DLQ does not exist.
     """
     return dlq_stats(queue, browse(connection, queue, limit=limit), now or datetime.now(UTC))
-
-
-def age_text(seconds: float | None) -> str:
-    """``3d4h``, ``2h5m``, ``4m10s``, ``12s``, or ``-`` when unknown."""
-    if seconds is None:
-        return "-"
-    total = int(max(seconds, 0))
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m{secs}s"
-    return f"{secs}s"

@@ -8,10 +8,10 @@
   dead-lettered (error class, type and message, a link to that queue's DLQ
   page) / pending.
 
-The lookup is :func:`workers.events.view.event_status`, the same one
+The lookup is :func:`workers.ops.event_status.event_status`, the same one
 ``celery -A config pubsub show`` prints; it browses DLQs and delay queues
 without side effects and runs on Flower's executor, never on the event loop.
-Authentication is Flower's (through :class:`~workers.flower_pages.handlers.PlatformHandler`),
+Authentication is Flower's (through :class:`~workers.ops.flower.dlq_pages.PlatformHandler`),
 and every string from an event or a task is rendered through Tornado's
 autoescaping.
 """
@@ -23,9 +23,10 @@ from typing import Any
 import tornado.web
 from tornado.web import url
 
+from config.app import platform_config
 from workers.errors import PublishError
-from workers.events.view import SubscriberStatus, event_status
-from workers.flower_pages.handlers import PlatformHandler
+from workers.ops.event_status import SubscriberStatus, event_status
+from workers.ops.flower.dlq_pages import PlatformHandler
 
 #: Longest event id the page looks up (CloudEvents ids are short; UUIDs are 36).
 MAX_EVENT_ID = 256
@@ -61,7 +62,7 @@ class EventPageHandler(PlatformHandler):
 
     @property
     def subscriptions(self) -> tuple[Any, ...]:
-        return tuple(getattr(self.capp.conf, "platform_subscriptions", ()) or ())
+        return platform_config(self.capp).subscriptions
 
     def render_event_page(self, template: str, **values: Any) -> None:
         values.setdefault("event_id", "")

@@ -1,0 +1,1 @@
+"""One delivery from receipt to settlement (the map is in :mod:`workers`)."""

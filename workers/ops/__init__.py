@@ -1,0 +1,1 @@
+"""What operators run: dead-letter tools, backfill, event status, metrics, alerts, CLI, Flower."""
