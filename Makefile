@@ -71,10 +71,11 @@ test: broker ## Run the whole test suite (unit, integration, e2e, bench-quick)
 	if [ $$status = 5 ]; then echo "test: pytest collected no tests (exit 5); that is a failure" >&2; fi; \
 	exit $$status
 
-lint: setup ## ruff check, ruff format --check, mypy (config, workers), event schema check
+lint: setup ## ruff check, ruff format --check, mypy (config, workers), import layers, event schema check
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
 	$(CELERY) pubsub schema-check
 
 fmt: setup ## Format the code and apply ruff's safe fixes

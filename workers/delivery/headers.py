@@ -1,8 +1,18 @@
 """Header names and the metadata a failed message carries (pure, no I/O).
 
+Every ``x-`` message header the platform reads or writes is named here, once.
 A message republished to a delay queue or to a dead-letter queue keeps its
-body byte for byte and all its original headers, and gains the ``x-`` headers
-below. The names are the contract operators rely on (DESIGN.md).
+body byte for byte and its original headers, and gains the failure headers
+below; the names are the contract operators rely on (DESIGN.md).
+
+The one thing never carried over is RabbitMQ's own dead-letter history
+(``x-death`` and its ``x-first-death-*`` / ``x-last-death-*`` companions).
+A delay queue dead-letters back into its work queue, so a copy that kept a
+history naming that work queue would close a cycle, and RabbitMQ before 4.0
+silently drops a message whose cycle it reads as fully automatic ("Dead-letter
+queues cycle detected"; https://www.rabbitmq.com/docs/dlx#routing-dead-lettered-messages).
+What operators need of that history is kept in the platform's own
+``x-broker-death-*`` headers instead (:func:`without_broker_history`).
 """
 
 from __future__ import annotations
@@ -31,6 +41,28 @@ REPLAY_COUNT = "x-replay-count"
 DELIVERY_COUNT = "x-delivery-count"
 #: Celery protocol 2's own retry counter, kept equal to ``x-retry-count``.
 CELERY_RETRIES = "retries"
+
+#: RabbitMQ's dead-letter history (a list of tables, newest first) and its summaries.
+X_DEATH = "x-death"
+X_FIRST_DEATH_PREFIX = "x-first-death-"
+X_LAST_DEATH_PREFIX = "x-last-death-"
+#: Why the broker last dead-lettered the message (``delivery_limit``, ``expired``, ``maxlen``...).
+BROKER_DEATH_REASON = "x-broker-death-reason"
+#: The queue the broker last dead-lettered it from.
+BROKER_DEATH_QUEUE = "x-broker-death-queue"
+#: When the broker last dead-lettered it (ISO 8601 UTC).
+BROKER_DEATH_AT = "x-broker-death-at"
+
+#: The event type of a delivery translated from a CloudEvent (kept on retries and dead letters).
+EVENT_TYPE = "x-event-type"
+#: The schema version of that event type.
+EVENT_SCHEMA_VERSION = "x-event-schema-version"
+#: The marker a backfill appends to the event log (its value is unique per run).
+BACKFILL_MARKER = "x-backfill-marker"
+#: Added to every event a backfill copies: the log it was copied from.
+BACKFILLED_FROM = "x-backfilled-from"
+#: A stream delivery's offset (set by RabbitMQ; not copied along).
+STREAM_OFFSET = "x-stream-offset"
 
 #: Longest ``x-error-message`` kept, in characters.
 MESSAGE_LIMIT = 1000
@@ -87,6 +119,61 @@ def delivery_count(headers: Mapping[str, Any] | None) -> int:
         return 0
 
 
+@dataclass(frozen=True)
+class BrokerDeath:
+    """The latest entry of RabbitMQ's dead-letter history of a message."""
+
+    #: ``delivery_limit``, ``expired``, ``maxlen`` or ``rejected``.
+    reason: str
+    queue: str
+    at: datetime | None
+    count: int
+
+
+def broker_death(headers: Mapping[str, Any] | None) -> BrokerDeath | None:
+    """The most recent ``x-death`` entry of ``headers`` (RabbitMQ puts it first), or None."""
+    deaths = (headers or {}).get(X_DEATH)
+    if not isinstance(deaths, list | tuple):
+        return None
+    for death in deaths:
+        if isinstance(death, Mapping):
+            moment = death.get("time")
+            count = death.get("count")
+            return BrokerDeath(
+                reason=str(death.get("reason") or "?"),
+                queue=str(death.get("queue") or ""),
+                at=moment if isinstance(moment, datetime) else None,
+                count=count if isinstance(count, int) and not isinstance(count, bool) else 1,
+            )
+    return None
+
+
+def is_broker_history(name: str) -> bool:
+    """Whether header ``name`` is part of RabbitMQ's own dead-letter history."""
+    return name == X_DEATH or name.startswith((X_FIRST_DEATH_PREFIX, X_LAST_DEATH_PREFIX))
+
+
+def without_broker_history(headers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``headers`` for a copy the platform publishes: RabbitMQ's history out, its gist kept.
+
+    The latest broker dead-lettering (reason, queue, time) is written to
+    ``x-broker-death-*`` so operators still see it; every ``x-death`` and
+    ``x-first-death-*`` / ``x-last-death-*`` header is dropped, so the copy
+    can never be taken for a dead-letter cycle.
+    """
+    original = dict(headers or {})
+    death = broker_death(original)
+    kept = {name: value for name, value in original.items() if not is_broker_history(name)}
+    if death is not None:
+        kept[BROKER_DEATH_REASON] = death.reason
+        kept[BROKER_DEATH_QUEUE] = death.queue
+        if death.at is not None:
+            kept[BROKER_DEATH_AT] = utc_timestamp(
+                death.at if death.at.tzinfo else death.at.replace(tzinfo=UTC)
+            )
+    return kept
+
+
 def failure_headers(
     original: Mapping[str, Any] | None,
     *,
@@ -112,7 +199,7 @@ def failure_headers(
     Returns:
         A new header mapping; ``original`` is not changed.
     """
-    headers = dict(original or {})
+    headers = without_broker_history(original)
     headers.pop(DELIVERY_COUNT, None)  # the broker's, not ours to carry along
     stamp = utc_timestamp(now)
     task_name = headers.get("task") or headers.get(TASK_NAME) or ""

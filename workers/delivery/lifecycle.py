@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from config.app import platform_config
 from config.topology import DEAD_LETTER_EXCHANGE, Topology
-from workers.delivery.headers import Failure, Origin, failure_headers
+from workers.delivery.headers import TASK_ID, Failure, Origin, failure_headers
 from workers.errors import PublishError
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ class Lifecycle:
         headers = self._headers(message, failure, origin, retries)
         logger.warning(
             "dead-lettering message %s from %s: %s: %s",
-            headers.get("x-task-id") or "?",
+            headers.get(TASK_ID) or "?",
             origin.queue,
             failure.error_class,
             failure.error_message,

@@ -43,7 +43,7 @@ from celery import bootsteps
 
 from config.app import platform_config
 from config.subscriptions import Subscription
-from workers.delivery.headers import CELERY_RETRIES, retry_count
+from workers.delivery.headers import CELERY_RETRIES, EVENT_SCHEMA_VERSION, EVENT_TYPE, retry_count
 from workers.events.envelope import (
     EnvelopeError,
     EventTypeError,
@@ -54,10 +54,6 @@ from workers.events.envelope import (
 
 logger = logging.getLogger(__name__)
 
-#: Header naming the event type of a translated delivery (kept on retries and dead letters).
-EVENT_TYPE_HEADER = "x-event-type"
-#: Header naming the schema version of a translated delivery.
-SCHEMA_VERSION_HEADER = "x-event-schema-version"
 #: Handler name given to an event no pattern of its service matches (dead-letters as unknown-task).
 NO_HANDLER = "events.no-handler-for.{service}.{type}"
 
@@ -131,8 +127,8 @@ def translate_event(message: Any, subscription: Subscription) -> Any:
             "kwargsrepr": f"{{'event': <{event_type} {received.id}>}}",
             "origin": received.attributes.get("source", ""),
             "ignore_result": True,
-            EVENT_TYPE_HEADER: event_type,
-            SCHEMA_VERSION_HEADER: version,
+            EVENT_TYPE: event_type,
+            EVENT_SCHEMA_VERSION: version,
         }
     )
     headers.setdefault(CELERY_RETRIES, retry_count(headers))  # a retry already set it

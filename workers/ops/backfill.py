@@ -38,6 +38,7 @@ from config.app import platform_config
 from config.subscriptions import Subscription, topic_matches
 from config.topology import TASKS_EXCHANGE, event_log
 from workers.broker import ConfirmWindow, amqp_connection, close_quietly, declare_topology, message_headers
+from workers.delivery.headers import BACKFILL_MARKER, BACKFILLED_FROM, STREAM_OFFSET
 from workers.errors import PublishError
 from workers.events.envelope import read_attributes
 
@@ -46,12 +47,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Header of the marker a backfill appends to the log (its value is unique per run).
-MARKER_HEADER = "x-backfill-marker"
-#: Header added to every copied event: the log it was copied from.
-BACKFILLED_FROM_HEADER = "x-backfilled-from"
-#: Stream deliveries carry their offset in this header; not copied along.
-STREAM_OFFSET_HEADER = "x-stream-offset"
 #: Messages read from the log ahead of the copying (stream consumers must set a prefetch).
 PREFETCH = 500
 #: Unconfirmed copies in flight.
@@ -99,7 +94,7 @@ def backfill_subscriber(
         publishing = connection.channel()
         publishing.confirm_select()
         publishing.basic_publish_confirm(  # step 2
-            amqp.Message(b"", application_headers={MARKER_HEADER: marker}, delivery_mode=2),
+            amqp.Message(b"", application_headers={BACKFILL_MARKER: marker}, delivery_mode=2),
             exchange="",
             routing_key=log,
             mandatory=True,
@@ -134,8 +129,8 @@ def backfill_subscriber(
             message = pending.pop(0)
             reading.basic_ack(message.delivery_tag)
             headers = message_headers(message)
-            if MARKER_HEADER in headers:
-                done = headers[MARKER_HEADER] == marker
+            if BACKFILL_MARKER in headers:
+                done = headers[BACKFILL_MARKER] == marker
                 continue
             result.scanned += 1
             attributes = read_attributes(headers)
@@ -168,7 +163,7 @@ def backfill_subscriber(
 
 def _copy(message: amqp.Message, headers: dict[str, Any], log: str) -> amqp.Message:
     """The copy of a logged event that goes to the subscriber's queue."""
-    headers.pop(STREAM_OFFSET_HEADER, None)
-    headers[BACKFILLED_FROM_HEADER] = log
+    headers.pop(STREAM_OFFSET, None)
+    headers[BACKFILLED_FROM] = log
     properties = {key: message.properties[key] for key in COPIED_PROPERTIES if message.properties.get(key)}
     return amqp.Message(message.body, application_headers=headers, delivery_mode=2, **properties)

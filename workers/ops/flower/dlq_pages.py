@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import tornado.web
+from flower.views import BaseHandler
+from flower.views.broker import BrokerView
 from tornado.ioloop import IOLoop
 from tornado.web import url
 
 from config.app import platform_config
 from config.topology import dead_letter_queue
-from flower.views import BaseHandler
-from flower.views.broker import BrokerView
 from workers.ops import dlq
 
 #: Most dead letters read for a page's groups and trend.

@@ -7,9 +7,8 @@ import os
 import re
 from pathlib import Path
 
-from tornado.template import Loader, Template
-
 import flower
+from tornado.template import Loader, Template
 
 logger = logging.getLogger(__name__)
 

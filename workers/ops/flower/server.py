@@ -23,11 +23,11 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from tornado.options import options
-
 from flower.app import Flower, rewrite_handler
 from flower.command import apply_env_options, apply_options, extract_settings, setup_logging, sigterm_handler
 from flower.urls import settings as flower_settings
+from tornado.options import options
+
 from workers.ops.flower.dlq_pages import platform_handlers
 from workers.ops.flower.event_pages import event_page_handlers
 from workers.ops.flower.loader import PlatformLoader
