@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from workers.ops.dlq import age_text
 from workers.ops.flower.dlq_pages import body_preview
 from workers.ops.flower.loader import FLOWER_TEMPLATES, navbar_with_dlq_link
+from workers.ops.text import age_text
 
 
 def test_flowers_navbar_gains_a_dead_letters_item_right_after_broker():

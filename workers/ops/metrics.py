@@ -7,7 +7,7 @@ Serves the text exposition format at ``/metrics`` on ``PLATFORM_METRICS_PORT``:
 - ``platform_dead_letter_oldest_age_seconds`` and
   ``platform_dead_letter_inflow_last_hour`` per dead-letter queue, from the
   dead letters' own headers (browsed without side effects; only non-empty DLQs,
-  at most :data:`workers.ops.dlq.SUMMARY_SCAN_LIMIT` each);
+  at most :data:`workers.broker.SCAN_LIMIT` each, :func:`workers.ops.dlq.summarize`);
 - ``platform_consumer_lag_messages`` per consumed queue, work or subscriber
   (ready + unacked: what its consumers have not finished);
 - ``platform_metrics_up``: 1 when the broker and its management API answered.

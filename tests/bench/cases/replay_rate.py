@@ -7,7 +7,7 @@ pipelined confirmed publishes, and moves all of them in a fresh process
 publish a copy, wait for that publish's confirm, then ack the dead letter.
 
 - ``platform``: the platform's topology declared in the vhost (``bench`` a
-  quorum queue, ``bench.dlq`` a classic one), then :func:`workers.ops.dlq.replay`,
+  quorum queue, ``bench.dlq`` a classic one), then :func:`workers.ops.dlq.replaying.replay`,
   the code path of ``celery -A config dlq replay bench``: filter matching,
   header rewriting (fresh retry budget, ``x-replay-count``), and the re-failure
   watch (a temporary queue on the dead-letter exchange, read every 10 letters).
@@ -70,7 +70,7 @@ def case(sizes: Sizes) -> Case:
         sides=[
             replay_side(
                 "platform",
-                "platform replay (workers.ops.dlq.replay, as `celery -A config dlq replay bench`)",
+                "platform replay (workers.ops.dlq.replaying.replay, as `celery -A config dlq replay bench`)",
                 PLATFORM,
             ),
             replay_side("raw", RAW.description, RAW),

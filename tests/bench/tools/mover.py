@@ -1,10 +1,11 @@
 """Move every dead letter of ``QUEUE.dlq`` back to ``QUEUE``, timed (``python -m tests.bench.tools.mover``).
 
-- ``platform QUEUE``: the platform's replay, :func:`workers.ops.dlq.replay`, called
-  the way ``celery -A config dlq replay QUEUE --json`` calls it: the app's
-  connection (already connected), the publish timeout as confirm timeout, the
-  re-failure ratio setting, no filter, no rate limit, no progress bar. The
-  CLI's audit record, written after the replay returns, is not timed.
+- ``platform QUEUE``: the platform's replay, :func:`workers.ops.dlq.replaying.replay`,
+  called the way ``celery -A config dlq replay QUEUE --json`` calls it (through
+  :func:`workers.ops.dlq.actions.replay_and_audit`): the app's connection
+  (already connected), the publish timeout as confirm timeout, the re-failure
+  ratio setting, no filter, no rate limit, no progress bar. The CLI's audit
+  record, written after the replay returns, is not timed.
 - ``raw QUEUE``: the plainest loop with the same guarantee, on py-amqp:
   ``basic_get`` from the DLQ, publish a copy to ``QUEUE`` (default exchange,
   mandatory) and wait for that publish's confirm, then ack the dead letter.
@@ -35,7 +36,7 @@ def platform_move(queue: str) -> tuple[int, float]:
         RuntimeError: the replay stopped early.
     """
     from config import app
-    from workers.ops.dlq import replay
+    from workers.ops.dlq.replaying import replay
 
     settings = platform_config(app).settings
     with app.connection_for_write() as connection:

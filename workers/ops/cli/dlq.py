@@ -2,8 +2,9 @@
 
 Registered through Celery's ``celery.commands`` entry point. Every command
 takes ``--json`` for scripts and prints a readable table otherwise. The work
-lives in :mod:`workers.ops.dlq`; this module only parses, prints and maps errors
-to exit codes:
+lives in :mod:`workers.ops.dlq` (replay and purge through its audited
+actions); this module only parses, prints and maps errors to exit codes
+(1 to 3 are every group's, :mod:`workers.ops.cli.common`):
 
 ====  ===========================================================
 0     success
@@ -14,35 +15,41 @@ to exit codes:
 5     replay stopped: too many replayed messages dead-lettered again
 6     replay stopped: the broker refused or did not confirm a publish
 ====  ===========================================================
+
+Every failure prints one line ``error: ...`` to stderr, never a traceback and
+never the broker's password.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from amqp.exceptions import AMQPError
-from kombu.exceptions import OperationalError
 
 from config.app import platform_config
 from config.topology import dead_letter_queue
 from workers.broker import queue_depth
 from workers.delivery.classify import ErrorClass
+from workers.delivery.headers import ERROR_TRACEBACK
 from workers.ops import dlq as ops
+from workers.ops.cli.common import EXIT_ABORTED, app_of, broker_connection, emit_json, fail, json_option
+from workers.ops.text import age_text
 
-EXIT_ABORTED = 1
-EXIT_BROKER_UNREACHABLE = 3
 EXIT_UNKNOWN_QUEUE = 4
 EXIT_REFAILURES = 5
 EXIT_PUBLISH_FAILED = 6
 
 #: Characters of a traceback ``show`` prints by default (the end, where the error is).
 SHOW_TRACEBACK_CHARS = 1500
+#: What ``replay --error-class`` accepts: the platform's classes and those of
+#: letters the broker dead-lettered itself (``expired``, ``overflow``...).
+ERROR_CLASS_CHOICES = list(
+    dict.fromkeys([*(c.value for c in ErrorClass), *ops.BROKER_ERROR_CLASSES.values()])
+)
 
 
 @click.group(name="dlq")
@@ -54,7 +61,7 @@ class Context:
     """The Celery app's settings and topology, for one command."""
 
     def __init__(self, ctx: click.Context) -> None:
-        self.app = ctx.find_root().obj.app
+        self.app = app_of(ctx)
         self.settings = platform_config(self.app).settings
         self.topology = platform_config(self.app).topology
 
@@ -70,27 +77,12 @@ class Context:
 
     @contextmanager
     def broker(self) -> Iterator[Any]:
-        """A connection; broker and unknown-queue errors become exit codes."""
-        try:
-            with self.app.connection_for_write() as connection:
-                connection.ensure_connection(max_retries=1)
+        """A connection (an unreachable broker exits 3, its URL masked); an unknown queue exits 4."""
+        with broker_connection(self.app) as connection:
+            try:
                 yield connection
-        except ops.UnknownQueue as exc:
-            fail(f"{exc} (run: celery -A config topology declare)", EXIT_UNKNOWN_QUEUE)
-        except (OperationalError, OSError, AMQPError) as exc:
-            fail(f"broker unreachable at {self.app.conf.broker_url}: {exc}", EXIT_BROKER_UNREACHABLE)
-
-
-def fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def emit_json(value: Any) -> None:
-    click.echo(json.dumps(ops.json_safe(value), indent=2, sort_keys=True))
-
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+            except ops.UnknownQueue as exc:
+                fail(f"{exc} (run: celery -A config topology declare)", EXIT_UNKNOWN_QUEUE)
 
 
 # --------------------------------------------------------------------------- list
@@ -132,7 +124,7 @@ def list_queues(ctx: click.Context, as_json: bool) -> None:
         dead = "missing" if row["dead_letters"] is None else row["dead_letters"]
         tiers = "/".join("-" if n is None else str(n) for n in row["retry_queues"].values())
         click.echo(
-            f"{row['queue']:20} {dead!s:>7} {ops.age_text(row['oldest_age_seconds']):>8}  {row['retrying']:>8}  {tiers}"
+            f"{row['queue']:20} {dead!s:>7} {age_text(row['oldest_age_seconds']):>8}  {row['retrying']:>8}  {tiers}"
         )
 
 
@@ -170,9 +162,9 @@ def show(ctx: click.Context, queue: str, limit: int, traceback_chars: int, as_js
             f"[{record['error_class'] or '?'}] {record['error_type']}  group {record['group']}"
         )
         for key in sorted(headers):
-            if key.startswith("x-") and key != "x-error-traceback":
+            if key.startswith("x-") and key != ERROR_TRACEBACK:
                 click.echo(f"    {key}: {headers[key]}")
-        traceback = str(headers.get("x-error-traceback") or "")
+        traceback = str(headers.get(ERROR_TRACEBACK) or "")
         if traceback:
             click.echo("    traceback:")
             for line in traceback.rstrip().splitlines():
@@ -208,7 +200,7 @@ def stats(ctx: click.Context, queue: str, as_json: bool) -> None:
         )
         return
     click.echo(
-        f"{result.dead_letter_queue}: {result.count} dead letters, oldest {ops.age_text(result.oldest_age_seconds)}, "
+        f"{result.dead_letter_queue}: {result.count} dead letters, oldest {age_text(result.oldest_age_seconds)}, "
         f"{result.inflow_last_hour} in the last hour"
     )
     click.echo("")
@@ -257,8 +249,8 @@ def _group_ids(ctx: click.Context, param: click.Parameter, value: tuple[str, ...
     "--error-class",
     "error_classes",
     multiple=True,
-    type=click.Choice([c.value for c in ErrorClass]),
-    help="Only this x-error-class (repeatable).",
+    type=click.Choice(ERROR_CLASS_CHOICES),
+    help="Only this error class (repeatable): x-error-class, or the broker's reason as a class.",
 )
 @click.option("--error-type", "error_types", multiple=True, help="Only this x-error-type (repeatable).")
 @click.option(
@@ -315,10 +307,12 @@ def replay_command(
 
     with context.broker() as connection:
         try:
-            result = ops.replay(
+            result = ops.replay_and_audit(
                 connection,
                 name,
                 selection,
+                who=ops.operator(),
+                run_dir=context.settings.run_dir,
                 dry_run=dry_run,
                 rate=rate,
                 max_refail_ratio=ratio,
@@ -328,27 +322,14 @@ def replay_command(
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
-    if not dry_run:
-        ops.audit(
-            context.settings.run_dir,
-            "replay",
-            dead_letter_queue(name),
-            ops.operator(),
-            filters=selection.describe(),
-            rate=rate,
-            replayed=result.replayed,
-            refailed=result.refailed,
-            stopped=result.stopped,
-            task_ids=result.task_ids,
-        )
     _print_replay(result, as_json)
-    if result.stopped == "refailures":
+    if result.stopped == ops.STOP_REFAILURES:
         fail(
             f"replay stopped: {result.refailed} of {result.replayed} replayed messages were dead-lettered again "
             f"(limit {ratio:.0%}); fix the cause, then replay the rest",
             EXIT_REFAILURES,
         )
-    if result.stopped == "publish-failed":
+    if result.stopped == ops.STOP_PUBLISH_FAILED:
         fail(
             f"replay stopped: {result.error}; the unconfirmed letter is still in the DLQ", EXIT_PUBLISH_FAILED
         )
@@ -396,8 +377,7 @@ def purge(ctx: click.Context, queue: str, yes: bool, as_json: bool) -> None:
         ):
             click.echo("aborted; nothing was deleted", err=True)
             sys.exit(EXIT_ABORTED)
-        deleted = ops.purge(connection, name)
-    ops.audit(context.settings.run_dir, "purge", dead_letter_queue(name), ops.operator(), deleted=deleted)
+        deleted = ops.purge_and_audit(connection, name, who=ops.operator(), run_dir=context.settings.run_dir)
     if as_json:
         emit_json({"queue": name, "dead_letter_queue": dead_letter_queue(name), "deleted": deleted})
     else:

@@ -10,8 +10,10 @@
 - ``GET /broker``: Flower's broker view, listing retry and dead-letter queues
   too (Flower lists only queues some worker consumes).
 
-Broker work runs on Flower's executor, never on the event loop. Every string
-that came from a task is rendered through Tornado's autoescaping.
+Broker work (and the audit record of a replay or purge, written by
+:mod:`workers.ops.dlq.actions` as for the CLI) runs on Flower's executor,
+never on the event loop. Every string that came from a task is rendered
+through Tornado's autoescaping.
 """
 
 from __future__ import annotations
@@ -29,18 +31,18 @@ from tornado.web import url
 
 from config.app import platform_config
 from config.topology import dead_letter_queue
+from workers.broker import SCAN_LIMIT
 from workers.ops import dlq
+from workers.ops.text import age_text, json_safe
 
-#: Most dead letters read for a page's groups and trend.
-SCAN_LIMIT = 10_000
 #: Dead letters whose details a queue page shows.
 SHOWN_LETTERS = 50
 #: Longest body shown on the page, in characters.
 BODY_PREVIEW = 2000
 #: Why a replay stopped, as the page may say it (the query string is not trusted).
 STOP_REASONS = {
-    "refailures": "stopped: too many replayed messages were dead-lettered again",
-    "publish-failed": "stopped: the broker did not confirm a publish",
+    dlq.STOP_REFAILURES: "stopped: too many replayed messages were dead-lettered again",
+    dlq.STOP_PUBLISH_FAILED: "stopped: the broker did not confirm a publish",
 }
 
 
@@ -49,7 +51,7 @@ class QueueSummary:
     """What the DLQ page shows for one work queue."""
 
     stats: dlq.DlqStats
-    #: True when the DLQ held more than :data:`SCAN_LIMIT` (stats cover the head).
+    #: True when the DLQ held more than :data:`workers.broker.SCAN_LIMIT` (stats cover the head).
     truncated: bool
     letters: list[dlq.DeadLetterMessage]
 
@@ -65,7 +67,7 @@ def body_preview(body: bytes) -> tuple[str, str]:
 
 def header_text(value: Any) -> str:
     """A header value as display text (datetimes ISO, nested values JSON-like)."""
-    safe = dlq.json_safe(value)
+    safe = json_safe(value)
     return safe if isinstance(safe, str) else repr(safe)
 
 
@@ -120,7 +122,7 @@ class PlatformHandler(BaseHandler):
     def render_page(self, template: str, **values: Any) -> None:
         self.render(
             template,
-            dlq_age=dlq.age_text,
+            dlq_age=age_text,
             dlq_body=body_preview,
             dlq_header=header_text,
             dlq_name=dead_letter_queue,
@@ -170,29 +172,20 @@ class DlqReplayAction(PlatformHandler):
         if group and (len(group) != 8 or any(c not in "0123456789abcdef" for c in group)):
             raise tornado.web.HTTPError(400, "group must be 8 hex digits")
         selection = dlq.Filter(ids=(task_id,) if task_id else (), groups=(group,) if group else ())
-        result = await self.blocking(self._replay, name, selection)
-        dlq.audit(
-            self.settings_.run_dir,
-            "replay",
-            dead_letter_queue(name),
-            self.operator(),
-            filters=selection.describe(),
-            replayed=result.replayed,
-            refailed=result.refailed,
-            stopped=result.stopped,
-            task_ids=result.task_ids,
-        )
+        result = await self.blocking(self._replay, name, selection, self.operator())
         query = f"action=replay&count={result.replayed}&matched={result.matched}&refailed={result.refailed}"
         if result.stopped:
             query += f"&stopped={result.stopped}"
         self.redirect(f"{self.reverse_url('dlq-queue', name)}?{query}", status=303)
 
-    def _replay(self, name: str, selection: dlq.Filter) -> dlq.ReplayResult:
+    def _replay(self, name: str, selection: dlq.Filter, who: str) -> dlq.ReplayResult:
         with self.capp.connection_for_write() as connection:
-            return dlq.replay(
+            return dlq.replay_and_audit(
                 connection,
                 name,
                 selection,
+                who=who,
+                run_dir=self.settings_.run_dir,
                 max_refail_ratio=self.settings_.replay_max_refail_ratio,
                 confirm_timeout=self.settings_.publish_timeout,
             )
@@ -204,13 +197,12 @@ class DlqPurgeAction(PlatformHandler):
     @tornado.web.authenticated
     async def post(self, queue: str) -> None:
         name = self.work_queue(queue)
-        deleted = await self.blocking(self._purge, name)
-        dlq.audit(self.settings_.run_dir, "purge", dead_letter_queue(name), self.operator(), deleted=deleted)
+        deleted = await self.blocking(self._purge, name, self.operator())
         self.redirect(f"{self.reverse_url('dlq-queue', name)}?action=purge&count={deleted}", status=303)
 
-    def _purge(self, name: str) -> int:
+    def _purge(self, name: str, who: str) -> int:
         with self.capp.connection_for_write() as connection:
-            return dlq.purge(connection, name)
+            return dlq.purge_and_audit(connection, name, who=who, run_dir=self.settings_.run_dir)
 
 
 class PlatformBrokerView(BrokerView):
