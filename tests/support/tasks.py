@@ -103,3 +103,29 @@ def flaky_long(self) -> None:
 def backoff_forever(self) -> None:
     """Fails transiently; the retry waits five minutes in the broker (longer than any test)."""
     raise TransientError("try again in a minute")
+
+
+@app.task(
+    bind=True,
+    name="tests.flaky_many",
+    retry_base=0.02,
+    retry_jitter_max=0.01,
+    retry_max_delay=0.1,
+    max_retries=12,
+)
+def flaky_many(self, fail_times: int) -> int:
+    """Times out ``fail_times`` times (capped waits of 0.1 s, so later retries share the last tier)."""
+    record("attempt", self.request.id, str(self.request.retries))
+    if self.request.retries < fail_times:
+        raise TransientError("upstream timed out again")
+    record("done", self.request.id)
+    return self.request.retries
+
+
+@app.task(bind=True, name="tests.slow_backoff", retry_base=2.5, retry_jitter_max=0.1)
+def slow_backoff(self) -> None:
+    """Fails once, then waits 2.5 s in the broker (longer than a short ``expires``)."""
+    record("attempt", self.request.id, str(self.request.retries))
+    if self.request.retries < 1:
+        raise TransientError("first attempt times out")
+    record("done", self.request.id)

@@ -129,6 +129,9 @@ def test_error_classes_are_the_names_written_in_x_error_class() -> None:
         "undecodable",
         "disallowed",
         "unknown-task",
+        "expired",
+        "overflow",
+        "rejected",
     }
 
 

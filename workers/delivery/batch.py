@@ -56,7 +56,7 @@ def enqueue_many(
     app = task.app
     settings = platform_config(app).settings
     timeout = settings.publish_timeout if timeout is None else timeout
-    queue = queue or _route(task)
+    exchange, queue = _destination(task, queue)
     ids: list[str] = []
     connection = amqp_connection(app.connection_for_write(), settings.publish_timeout)
     confirms: ConfirmWindow | None = None
@@ -65,7 +65,7 @@ def enqueue_many(
         for args, kwargs in calls:
             task_id = str(uuid.uuid4())
             confirms.publish(
-                _message(task, task_id, args, kwargs), TASKS_EXCHANGE, queue, item=task_id, mandatory=True
+                _message(task, task_id, args, kwargs), exchange, queue, item=task_id, mandatory=True
             )
             ids.append(task_id)
         confirms.wait_all()
@@ -84,10 +84,21 @@ def enqueue_many(
     return ids
 
 
-def _route(task: Task) -> str:
-    route = task.app.amqp.router.route({}, task.name, (), {})
-    queue = route.get("queue")
-    return getattr(queue, "name", None) or task.app.conf.task_default_queue
+def _destination(task: Task, queue: str | None) -> tuple[str, str]:
+    """(exchange, routing key) exactly as ``apply_async`` would route ``task``.
+
+    Celery's router decides, from the call's ``queue`` over the task's own
+    ``queue=`` option over the task routes over the default queue.
+    """
+    options = dict(task._get_exec_options())
+    if queue:
+        options["queue"] = queue
+    route = task.app.amqp.router.route(options, task.name, (), {}, task_type=task)
+    target = route.get("queue")
+    name = getattr(target, "name", None) or task.app.conf.task_default_queue
+    exchange = getattr(getattr(target, "exchange", None), "name", None) or TASKS_EXCHANGE
+    routing_key = route.get("routing_key") or getattr(target, "routing_key", None) or name
+    return exchange, routing_key
 
 
 def _message(task: Task, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> amqp.Message:

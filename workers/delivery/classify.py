@@ -33,6 +33,12 @@ class ErrorClass(StrEnum):
     UNDECODABLE = "undecodable"
     DISALLOWED = "disallowed"
     UNKNOWN_TASK = "unknown-task"
+    #: Its ``expires`` time passed before it could run.
+    EXPIRED = "expired"
+    #: Dead-lettered by RabbitMQ itself: the queue was full (``x-death`` reason ``maxlen``).
+    OVERFLOW = "overflow"
+    #: Dead-lettered by RabbitMQ itself: a consumer rejected it without requeue.
+    REJECTED = "rejected"
 
 
 #: HTTP statuses worth retrying: the remote side is overloaded or timing out.

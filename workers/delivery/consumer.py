@@ -7,6 +7,17 @@ body byte for byte, and only then acked. A message whose delivery count
 (counted by the quorum queue) reached the delivery limit is dead-lettered as
 ``poison`` before it can kill another worker process.
 
+On receipt, in this order (each a refusal to the DLQ with a reason):
+
+1. receive translators adapt the delivery (an event becomes its handler's task);
+2. poison: the delivery count reached the limit;
+3. the headers and body Celery will read (:mod:`workers.delivery.receipt`):
+   wrong types, an ``eta``, properties that were not UTF-8 (the consuming
+   connection reads frames with :mod:`workers.delivery.frames`, so such a
+   message reaches this point instead of killing the connection);
+4. Celery's own strategy, whose refusals come back through the hooks below;
+   anything else it raises dead-letters the message as undecodable.
+
 Installed through Celery's ``worker_consumer`` setting; the blueprint adds the
 topology bootstep and leaves out Celery's native delayed delivery (this
 platform never holds delayed messages in workers or in ``celery_delayed_*``
@@ -18,7 +29,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from celery.worker.consumer.consumer import Consumer
@@ -26,8 +37,10 @@ from kombu.exceptions import ContentDisallowed
 
 from config.app import platform_config
 from workers.delivery.classify import ErrorClass
+from workers.delivery.frames import TOLERANT_TRANSPORT_OPTIONS
 from workers.delivery.headers import Failure, delivery_count, retry_count
 from workers.delivery.lifecycle import Lifecycle, install_lifecycle
+from workers.delivery.receipt import Refusal, check_body, check_headers
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +78,13 @@ class PlatformConsumer(Consumer):
         self.lifecycle = Lifecycle(self.app, self.hostname or socket.gethostname(), self.queue_by_tag)
         install_lifecycle(self.app, self.lifecycle)
         self.delivery_limit = platform_config(self.app).settings.delivery_limit
+
+    def connection_for_read(self, heartbeat: float | None = None) -> Any:
+        """The consuming connection: it reads frames tolerating properties that are not UTF-8."""
+        connection = self.app.connection_for_read(
+            heartbeat=heartbeat, transport_options=TOLERANT_TRANSPORT_OPTIONS
+        )
+        return self.ensure_connected(connection)
 
     def connection_for_write(self, url: str | None = None, heartbeat: float | None = None) -> Any:
         """The connection monitoring events go out on, without publisher confirms.
@@ -119,6 +139,7 @@ class PlatformConsumer(Consumer):
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
         handle = super().create_task_handler(*args, **kwargs)
         limit = self.delivery_limit
+        connection_errors = tuple(self.connection_errors or ())
 
         def on_task_received(message: Any) -> Any:
             message = self.translate(message)  # extension point: receive translators
@@ -131,9 +152,17 @@ class PlatformConsumer(Consumer):
                     f"delivered {deliveries + 1} times; the {deliveries} earlier deliveries "
                     "ended without an ack (the worker process died)",
                 )
+            refusal = receipt_refusal(message)
+            if refusal is not None:
+                return self.refuse(message, refusal.error_class, refusal.error_type, refusal.message)
             try:
                 return handle(message)
+            except connection_errors:
+                raise  # the connection is gone: Celery reconnects, the broker redelivers
             except MALFORMED_ERRORS as exc:
+                return self.refuse(message, ErrorClass.UNDECODABLE, type(exc).__name__, str(exc))
+            except Exception as exc:  # never lose or hold a message Celery choked on
+                logger.exception("could not take a message; dead-lettering it")
                 return self.refuse(message, ErrorClass.UNDECODABLE, type(exc).__name__, str(exc))
 
         return on_task_received
@@ -170,12 +199,39 @@ class PlatformConsumer(Consumer):
         self.refuse(message, ErrorClass.UNKNOWN_TASK, "NotRegistered", f"no task named {name!r} here")
 
     def refuse(self, message: Any, error_class: ErrorClass, error_type: str, text: str) -> None:
-        """Dead-letter a message that can't be run, then ack it."""
+        """Dead-letter a message that can't be run, then ack it.
+
+        If even that fails, the delivery goes back to the broker: the quorum
+        queue's own delivery limit dead-letters it after a few attempts.
+        """
         failure = Failure(error_class.value, error_type, text)
-        self.lifecycle.dead_letter(
-            message,
-            failure,
-            retry_count(message.headers),
-            ack=message.ack,
-            requeue=lambda: message.reject(requeue=True),
-        )
+        requeue = lambda: message.reject(requeue=True)  # noqa: E731 - one line, used twice
+        try:
+            self.lifecycle.dead_letter(
+                message, failure, retry_count(message.headers), ack=message.ack, requeue=requeue
+            )
+        except Exception:  # never crash the consumer over one message
+            logger.exception("could not dead-letter a refused message; giving it back to the broker")
+            requeue()
+
+
+def receipt_refusal(message: Any) -> Refusal | None:
+    """Why a protocol 2 task message can't be run (headers, then body), or None.
+
+    Messages without a ``task`` header are left to Celery (protocol 1, or not
+    a task message at all: :meth:`PlatformConsumer.on_unknown_message`), and
+    so are bodies that don't decode (:meth:`PlatformConsumer.on_decode_error`).
+    """
+    headers = message.headers
+    if not isinstance(headers, Mapping) or "task" not in headers:
+        return None
+    refusal = check_headers(headers)
+    if refusal is not None:
+        return refusal
+    try:
+        payload = message.decode()  # kombu caches it; Celery's strategy reads the same
+    except Exception:  # noqa: BLE001 - Celery's own decode path reports it
+        return None
+    if isinstance(payload, Mapping):  # a hybrid message (an event translated to its handler)
+        payload = [payload.get("args", ()), payload.get("kwargs", {}), payload.get("embed")]
+    return check_body(payload)

@@ -53,6 +53,9 @@ BROKER_DEATH_QUEUE = "x-broker-death-queue"
 #: When the broker last dead-lettered it (ISO 8601 UTC).
 BROKER_DEATH_AT = "x-broker-death-at"
 
+#: Message properties that were not UTF-8 on receipt: name -> their raw bytes (set by the worker).
+UNDECODABLE_PROPERTIES = "x-undecodable-properties"
+
 #: The event type of a delivery translated from a CloudEvent (kept on retries and dead letters).
 EVENT_TYPE = "x-event-type"
 #: The schema version of that event type.

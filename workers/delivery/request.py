@@ -8,21 +8,32 @@ kills the pool process before it can decide; anything raised outside the task
 body) is decided here with the task's own classifier rules, never acked away.
 A pool process that died is left to Celery: the message is requeued, and
 RabbitMQ counts the delivery.
+
+A task whose ``expires`` passed before it could run (on receipt, or while it
+waited in a delay queue or for a pool slot) goes to its DLQ as ``expired``;
+stock Celery acks such a message and drops it. If settling itself fails, the
+delivery is given back to the broker, whose delivery count then bounds how
+often that can happen.
 """
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime
 from typing import Any
 
 from billiard.einfo import ExceptionWithTraceback
 from celery.exceptions import Ignore, Reject, Retry, Terminated, WorkerLostError
+from celery.signals import task_revoked
 from celery.worker.request import Request
 from celery.worker.state import task_ready
 
-from workers.delivery.classify import classify
+from workers.delivery.classify import ErrorClass, classify
 from workers.delivery.headers import Failure
 from workers.delivery.lifecycle import lifecycle_of
 from workers.delivery.verdict import DeadLetterNow, RetryLater, decide, describe
+
+logger = logging.getLogger(__name__)
 
 #: Outcomes Celery itself handles right: a lost pool process is requeued (and
 #: counted by the quorum queue); control exceptions do what they say.
@@ -42,6 +53,14 @@ class PlatformRequest(Request):
     """A Celery request whose failures go through the platform lifecycle."""
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
+        try:
+            return self._settle_failure(exc_info, send_failed_event, return_ok)
+        except Exception:  # settling broke: never leave the delivery held
+            logger.exception("could not settle task %s[%s]; giving the delivery back", self.name, self.id)
+            self._give_back()
+            return None
+
+    def _settle_failure(self, exc_info: Any, send_failed_event: bool, return_ok: bool) -> Any:
         exc = exc_info.exception
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
@@ -77,6 +96,46 @@ class PlatformRequest(Request):
             self._message, exc.failure, exc.retries, ack=acknowledge_failure, requeue=self._give_back
         )
         return None
+
+    def revoked(self) -> bool:
+        """Whether to skip this task; an expired one is dead-lettered as ``expired`` first.
+
+        Celery asks on receipt and again before the pool runs the task.
+        """
+        expires = self._expires
+        if (
+            not getattr(self, "_already_revoked", False)
+            and expires is not None
+            and datetime.now(expires.tzinfo) > expires
+        ):
+            self._already_revoked = True
+            self._dead_letter_expired(expires)
+            return True
+        return bool(super().revoked())
+
+    def _dead_letter_expired(self, expires: datetime) -> None:
+        failure = Failure(
+            ErrorClass.EXPIRED.value,
+            "TaskExpired",
+            f"its expiry time {expires.isoformat()} passed before it could run",
+        )
+
+        def acknowledge_expired() -> None:
+            # What Celery does for an expired task, with the ack after the dead letter's confirm.
+            task_ready(self)
+            self.send_event("task-revoked", terminated=False, signum=None, expired=True)
+            self.task.backend.mark_as_revoked(
+                self.id, "expired", request=self._context, store_result=self.store_errors
+            )
+            self.acknowledge()
+            task_revoked.send(
+                sender=self.task, request=self._context, terminated=False, signum=None, expired=True
+            )
+
+        retries = int(self.request_dict.get("retries") or 0)
+        lifecycle_of(self._app).dead_letter(
+            self._message, failure, retries, ack=acknowledge_expired, requeue=self._give_back
+        )
 
     def _decide_here(self, exc_info: Any, exc: BaseException) -> RetryLater | DeadLetterNow:
         """The verdict on a failure the task body did not classify (its own rules decide)."""
