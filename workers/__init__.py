@@ -8,6 +8,8 @@
                     browsing without consuming, pipelined confirms
       delivery/     one delivery from receipt to settlement
         consumer      receipt: refuse what can't run (DLQ with a reason), poison check
+        receipt       what a task message's headers and body must look like (pure)
+        frames        a frame reader that survives message properties that are not UTF-8
         task          the base of every @app.task: idempotency, classify, verdict
         request       the main process's side of a failure: carry the verdict out
         lifecycle     the one place that acks, republishes with confirms, dead-letters
@@ -17,7 +19,9 @@
         bootsteps/    the topology declared when a worker connects
       events/       facts between services: envelope, schemas, blobs, publisher, receive
       ops/          what operators run
-        dlq/          dead letters: model, stats, filters, browsing, replay, records
+        dlq/          dead letters: letters, stats, filters, browsing, replay steps and
+                      loop, refail watch, records (export, audit), actions (replay or
+                      purge, then audit: what the CLI and Flower both call)
         backfill      the event log into a new subscriber's queue
         event_status  where one event stands at each subscriber
         queue_stats, metrics, alerts   depths from the management API, Prometheus, webhooks
