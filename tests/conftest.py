@@ -1,4 +1,13 @@
-"""Fixtures: a fresh vhost per test on a real RabbitMQ, worker processes."""
+"""Fixtures: a fresh vhost per test on a real RabbitMQ, worker processes.
+
+The ``broker`` marker means one thing everywhere: the test needs a real
+RabbitMQ. A marked test is skipped when none answers, and fails under
+``CI=true`` (:func:`require_broker`); a test that reaches RabbitMQ through the
+``vhost`` fixture (directly, or through ``client``, ``start_worker``,
+``platform_env``...) and is not marked fails, so ``-m "not broker"`` selects
+exactly the tests that run without one. Broker test files mark themselves
+with a module-level ``pytestmark``.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +30,32 @@ def require_broker() -> None:
         if in_ci():
             pytest.fail(f"CI=true and the broker is required: {_problem[0]}")
         pytest.skip(_problem[0])
+
+
+#: The marker of tests that need a real RabbitMQ.
+BROKER_MARKER = "broker"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Keep the broker marker honest: marked tests need the broker, users of it are marked."""
+    marked = item.get_closest_marker(BROKER_MARKER) is not None
+    if uses_vhost_fixture(item) and not marked:
+        pytest.fail(
+            f"{item.nodeid} uses a real RabbitMQ (the vhost fixture) but is not marked: "
+            f"add `pytestmark = pytest.mark.{BROKER_MARKER}` to its module",
+            pytrace=False,
+        )
+    if marked:
+        require_broker()
+
+
+def uses_vhost_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` needs the ``vhost`` fixture (a test parameter of that name is not it)."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "vhost" in callspec.params:
+        return False
+    return "vhost" in getattr(item, "fixturenames", ())
 
 
 @pytest.fixture

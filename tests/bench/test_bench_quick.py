@@ -19,6 +19,8 @@ from tests.bench.processes import ROOT
 from tests.conftest import require_broker
 from tests.support.broker import in_ci
 
+pytestmark = pytest.mark.broker
+
 #: Verdicts a ratio may have.
 RATIO_VERDICTS = {"PASS", "MISS", "INFO", "ERROR"}
 #: Verdicts a built case may have.

@@ -51,6 +51,7 @@ def receiver() -> Iterator[Receiver]:
     hook = Receiver()
     yield hook
     hook.server.shutdown()
+    hook.server.server_close()  # shutdown() stops serving; only this closes the listening socket
 
 
 def checks_done(log: Path) -> int:

@@ -22,6 +22,8 @@ from tests.support.ledger import events as ledger_events
 from tests.support.messages import header
 from tests.support.wait import wait_for
 
+pytestmark = pytest.mark.broker
+
 SERVICES = ("email", "analytics", "inventory")
 
 

@@ -23,6 +23,8 @@ from tests.support.worker import ROOT
 from workers.broker import declare_topology
 from workers.errors import PublishError
 
+pytestmark = pytest.mark.broker
+
 
 def test_the_ack_comes_only_after_the_body_returns(vhost, client, start_worker, tmp_path: Path):
     """Given a task still running, when its worker is SIGKILLed before the body
@@ -50,10 +52,11 @@ def test_a_killed_pool_process_means_redelivery_not_loss(vhost, client, start_wo
     worker = start_worker()
     result = client.send_task("tests.slow", args=[2], queue="orders")
     first = wait_for(lambda: events(ledger, "start", result.id), message="the task to start")
-    assert first
+    assert len(first) == 1, "one attempt is running when the pool processes are killed"
     children = wait_for(worker.child_pids, message="pool processes")
     for pid in children:  # the one running the task is among them
         os.kill(pid, signal.SIGKILL)
+    assert not events(ledger, "done", result.id), "the first attempt was killed before its body returned"
     wait_for(
         lambda: events(ledger, "done", result.id), timeout=40, message="the task to complete after the kill"
     )
@@ -107,11 +110,12 @@ def test_stock_celery_loses_an_undecodable_message_where_the_platform_keeps_it(
     dead-letters the same bytes."""
     log = tmp_path / "stock.log"
     env = {**platform_env, "STOCK_BROKER_URL": vhost.url}
-    stock = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "tests.support.stock_app", "worker", "-c", "1", "-l", "info",
-         "--without-mingle", "--without-gossip", "-n", "stock@%h"],
-        env=env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+    with log.open("wb") as output:  # the child keeps its own copy of the descriptor
+        stock = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tests.support.stock_app", "worker", "-c", "1", "-l", "info",
+             "--without-mingle", "--without-gossip", "-n", "stock@%h"],
+            env=env, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
     try:
         wait_for(lambda: " ready." in log.read_text(), timeout=60, message="the stock worker to start")
         _, headers = celery_message("stock.noop")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.ledger import events
 from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.broker
 
 
 def test_a_successful_task_is_acked_and_its_message_is_gone(vhost, client, start_worker, tmp_path: Path):

@@ -7,8 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.broker import Vhost
 from tests.support.worker import ROOT
+
+pytestmark = pytest.mark.broker
 
 
 def celery(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
