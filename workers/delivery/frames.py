@@ -16,12 +16,15 @@ dead-letters the message as ``undecodable`` with the property named, and keeps
 consuming. Headers inside the header table were already tolerated by py-amqp
 (it keeps undecodable values as bytes).
 
+The same messages keep their body as the bytes that arrived (py-amqp would
+decode it by its content encoding), so what the worker republishes is the
+original, byte for byte.
+
 py-amqp's ``Connection`` takes the frame reader as its ``frame_handler``
 argument, and kombu passes a connection's transport options through to it:
 the platform consumer opens its consuming connection with
-:data:`TOLERANT_TRANSPORT_OPTIONS` (``PlatformConsumer.connection_for_read``),
-and the tools' raw connections (:func:`workers.broker.amqp_connection`) use
-the reader too. Publishing connections don't need it: they receive no messages.
+:data:`TOLERANT_TRANSPORT_OPTIONS` (``PlatformConsumer.connection_for_read``).
+Publishing connections don't need it: they receive no task messages.
 """
 
 from __future__ import annotations
@@ -86,7 +89,26 @@ def decode_properties_tolerantly(buf: Any, offset: int) -> tuple[dict[str, Any],
 
 
 class TolerantMessage(amqp.Message):
-    """A py-amqp message whose properties may hold bytes that are not UTF-8."""
+    """A py-amqp message whose properties may hold bytes that are not UTF-8, and whose body stays bytes.
+
+    py-amqp's channel decodes a body to text with its ``content_encoding``
+    (``auto_decode``); passed on, such a body is encoded again, which for
+    ``utf-16`` or ``utf-8-sig`` adds a byte-order mark, so a dead letter would
+    not be the original bytes. kombu and Celery decode bytes with the content
+    encoding themselves, so the body is kept as it arrived.
+    """
+
+    @property  # type: ignore[override]
+    def body(self) -> Any:
+        return self._body
+
+    @body.setter
+    def body(self, value: Any) -> None:
+        if isinstance(value, str) and isinstance(
+            getattr(self, "_body", None), bytes | bytearray | memoryview
+        ):
+            return  # py-amqp's auto_decode: keep the bytes
+        self._body = value
 
     def _load_properties(self, class_id: int, buf: Any, offset: int) -> int:
         try:
