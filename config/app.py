@@ -22,10 +22,12 @@ from config.topology import TASKS_EXCHANGE, Topology, WorkQueue, subscriber_limi
 TASK_CLASS = "workers.delivery.task:PlatformTask"
 #: Celery's consumer, extended so that nothing is dropped on receipt.
 CONSUMER_CLASS = "workers.delivery.consumer:PlatformConsumer"
+#: Celery's AMQP helper, extended so that delayed tasks wait in the broker's delay levels.
+AMQP_CLASS = "workers.delivery.publishing:PlatformAMQP"
 #: Consumer bootstep that lets subscriber queues' CloudEvents run as handler tasks.
 EVENTS_STEP = "workers.events.receive:EventDeliveries"
 #: Every dotted name this package hands to Celery (a test imports each one).
-DOTTED_NAMES = (TASK_CLASS, CONSUMER_CLASS, EVENTS_STEP)
+DOTTED_NAMES = (TASK_CLASS, CONSUMER_CLASS, EVENTS_STEP, AMQP_CLASS)
 #: The one key of ``app.conf`` that holds the platform's own objects.
 PLATFORM_KEY = "platform"
 
@@ -112,6 +114,9 @@ def celery_config(settings: Settings, topology: Topology) -> dict[str, Any]:
     }
     if settings.result_backend:
         config["result_backend"] = settings.result_backend
+    else:
+        # No results to expire: beat would otherwise send a daily celery.backend_cleanup.
+        config["result_expires"] = None
     return config
 
 
@@ -158,7 +163,7 @@ def create_app(settings: Settings | None = None, main: str = "platform") -> Cele
     for module in (m for subscription in subscriptions for m in subscription.modules):
         if module not in include:
             include.append(module)
-    app = Celery(main, task_cls=TASK_CLASS, include=include)
+    app = Celery(main, task_cls=TASK_CLASS, amqp=AMQP_CLASS, include=include)
     app.conf.update(config)
     app.conf[PLATFORM_KEY] = PlatformConfig(settings, topology, subscriptions)
     # Events: the step that runs subscriber queues' deliveries as handler tasks.

@@ -13,6 +13,24 @@ How a message moves (see DESIGN.md)::
         +------------------+-- dead-lettered on expiry, key <q> ---+
                            |
                            +--permanent / exhausted / poison--> dlx --q--> <q>.dlq
+
+Delayed tasks (``countdown`` / ``eta``) wait in one shared set of delay
+levels, never in a worker. Level L waits ``DELAY_RESOLUTION_MS * 2**L``; a
+delay is written in binary in the routing key, highest level first, then the
+target queue (``0.0.1.0.....1.orders``). Each level is a topic exchange and a
+quorum queue of the same name with a fixed queue TTL: a message whose bit is 1
+waits in the queue, then is dead-lettered on to the next level's exchange; a
+bit of 0 passes straight on through an exchange-to-exchange binding. After
+level 0 the delayed exchange routes it by the target queue's name::
+
+    platform.delay.27 --bit 1--> [queue platform.delay.27, TTL 10 ms * 2**27] --expired--+
+         |  bit 0                                                                         |
+         v                                                                                v
+    platform.delay.26 ... platform.delay.0 --> platform.delayed --*...*.<q>--> <q>
+
+Every message in a level waits the same time, so RabbitMQ's head-of-queue
+expiry never makes one wait behind another (the way per-message TTLs would):
+a message is late by at most the dead-lettering hops, never early.
 """
 
 from __future__ import annotations
@@ -20,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from kombu import Exchange, Queue, binding
+from kombu import Exchange, Queue
 
 #: Direct exchange every work queue is bound to, with its name as routing key.
 TASKS_EXCHANGE = "platform.tasks"
@@ -28,6 +46,51 @@ TASKS_EXCHANGE = "platform.tasks"
 DEAD_LETTER_EXCHANGE = "platform.dlx"
 #: Default topic exchange of events (routing key = event type); a setting may rename it.
 EVENTS_EXCHANGE = "platform.events"
+#: Topic exchange the last delay level hands a due message to; it routes by the target queue.
+DELAYED_EXCHANGE = "platform.delayed"
+#: Where the delayed exchange puts a due message whose target queue no longer exists.
+DELAYED_UNROUTABLE = "platform.delayed.unroutable"
+#: How long delay level 0 waits, in milliseconds: the resolution of delayed tasks.
+DELAY_RESOLUTION_MS = 10
+#: Delay levels (level L waits ``DELAY_RESOLUTION_MS * 2**L``): the longest delay is about 31 days.
+DELAY_LEVELS = 28
+
+
+def delay_level(level: int) -> str:
+    """Name of delay level ``level``: its topic exchange and its queue share it."""
+    return f"platform.delay.{level}"
+
+
+#: Where a delayed message enters the levels: the highest one.
+DELAY_ENTRY_EXCHANGE = delay_level(DELAY_LEVELS - 1)
+
+
+def delay_binding_key(queue: str) -> str:
+    """The binding of ``queue`` to the delayed exchange: any delay bits, then its name."""
+    return "*." * DELAY_LEVELS + queue
+
+
+def delay_level_arguments(level: int) -> dict[str, object]:
+    """Arguments of delay level ``level``'s queue: a fixed TTL, then on to the next level.
+
+    The routing key (the delay bits and the target) is kept when dead-lettering,
+    so the next level's exchange reads the next bit. At-least-once
+    dead-lettering as for the work queues.
+    """
+    onward = delay_level(level - 1) if level > 0 else DELAYED_EXCHANGE
+    return {
+        "x-queue-type": "quorum",
+        "x-message-ttl": DELAY_RESOLUTION_MS * 2**level,
+        "x-dead-letter-exchange": onward,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
+def delay_level_bindings(level: int) -> tuple[str, str]:
+    """(key to the level's queue, key on to the next exchange) of level ``level``'s exchange."""
+    position = "*." * (DELAY_LEVELS - 1 - level)
+    return f"{position}1.#", f"{position}0.#"
 
 
 def subscriber_queue(service: str) -> str:
@@ -211,33 +274,77 @@ class Topology:
         exchanges: tuple[Exchange, ...] = (
             Exchange(TASKS_EXCHANGE, "direct", durable=True),
             Exchange(DEAD_LETTER_EXCHANGE, "direct", durable=True),
+            # A due message for a queue that is gone is kept, not dropped.
+            Exchange(
+                DELAYED_EXCHANGE, "topic", durable=True, arguments={"alternate-exchange": DELAYED_UNROUTABLE}
+            ),
+            Exchange(DELAYED_UNROUTABLE, "fanout", durable=True),
+            *(Exchange(delay_level(level), "topic", durable=True) for level in range(DELAY_LEVELS)),
         )
         if self.has_events:
             exchanges += (Exchange(self.events_exchange, "topic", durable=True),)
         return exchanges
 
+    def exchange_bindings(self) -> tuple[tuple[str, str, str], ...]:
+        """(destination exchange, source exchange, routing key): each level's bit-0 path."""
+        return tuple(
+            (
+                delay_level(level - 1) if level > 0 else DELAYED_EXCHANGE,
+                delay_level(level),
+                delay_level_bindings(level)[1],
+            )
+            for level in range(DELAY_LEVELS)
+        )
+
+    def delay_queues(self) -> list[Queue]:
+        """The delay levels' queues, each bound to its level's exchange for bit 1, and the catch-all."""
+        unroutable = Queue(
+            DELAYED_UNROUTABLE,
+            Exchange(DELAYED_UNROUTABLE, "fanout", durable=True),
+            durable=True,
+            queue_arguments={"x-queue-type": "classic"},
+        )
+        return [
+            unroutable,
+            *(
+                Queue(
+                    delay_level(level),
+                    Exchange(delay_level(level), "topic", durable=True),
+                    routing_key=delay_level_bindings(level)[0],
+                    durable=True,
+                    queue_arguments=delay_level_arguments(level),
+                )
+                for level in range(DELAY_LEVELS)
+            ),
+        ]
+
     def consumer_queues(self) -> list[Queue]:
-        """The kombu queues workers consume (Celery's ``task_queues``)."""
+        """The kombu queues workers consume (Celery's ``task_queues``).
+
+        Each is bound to the tasks exchange by its name, and only that: kombu
+        gives a queue with several bindings no exchange, and Celery's publish
+        paths read the queue's exchange. The other bindings (the delayed
+        exchange, a subscriber's event patterns) are :meth:`queue_bindings`.
+        """
         tasks = Exchange(TASKS_EXCHANGE, "direct", durable=True)
-        events = Exchange(self.events_exchange, "topic", durable=True)
         return [
             Queue(
-                queue.name,
-                tasks,
-                routing_key=queue.name,
-                durable=True,
-                queue_arguments=queue.queue_arguments,
-                # A subscriber queue: also bound to the events it subscribed to. (kombu
-                # drops the main binding when there are others, so it is listed too.)
-                bindings=[
-                    binding(tasks, routing_key=queue.name),
-                    *(binding(events, routing_key=pattern) for pattern in queue.event_patterns),
-                ]
-                if queue.event_patterns
-                else [],
+                queue.name, tasks, routing_key=queue.name, durable=True, queue_arguments=queue.queue_arguments
             )
             for queue in self.work_queues
         ]
+
+    def queue_bindings(self) -> tuple[tuple[str, str, str], ...]:
+        """(queue, exchange, routing key) beyond each work queue's own binding.
+
+        Every work queue takes due delayed tasks from the delayed exchange; a
+        subscriber queue also takes the events it subscribed to.
+        """
+        bindings: list[tuple[str, str, str]] = []
+        for queue in self.work_queues:
+            bindings.append((queue.name, DELAYED_EXCHANGE, delay_binding_key(queue.name)))
+            bindings.extend((queue.name, self.events_exchange, pattern) for pattern in queue.event_patterns)
+        return tuple(bindings)
 
     def support_queues(self) -> Iterator[Queue]:
         """Delay and dead-letter queues: declared, never consumed by workers."""
@@ -259,7 +366,7 @@ class Topology:
             )
 
     def all_queues(self) -> list[Queue]:
-        queues = [*self.consumer_queues(), *self.support_queues()]
+        queues = [*self.consumer_queues(), *self.support_queues(), *self.delay_queues()]
         if self.event_log_retention > 0:
             queues.append(event_log_queue(self.events_exchange, self.event_log_retention))
         return queues

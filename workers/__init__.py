@@ -16,7 +16,10 @@
         classify, backoff, verdict, headers   pure policy: no I/O
         idempotency   the completion store (SQLite, PostgreSQL)
         batch         apply_many: pipelined enqueue
-        bootsteps/    the topology declared when a worker connects
+        publishing    Celery's AMQP helper: a task not yet due goes to the delay levels
+        delays        delays in units and routing keys through the levels (pure)
+        lateness      how late delayed tasks arrive, per worker, in the state store
+        bootsteps/    the topology declared when a worker connects; lateness counted
       events/       facts between services: envelope, schemas, blobs, publisher, receive
       ops/          what operators run
         dlq/          dead letters: letters, stats, filters, browsing, replay steps and

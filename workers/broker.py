@@ -18,8 +18,8 @@ Nothing here knows about tasks, events or dead letters.
 from __future__ import annotations
 
 import logging
+import re
 import time
-import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +33,10 @@ from workers.errors import PublishError
 
 logger = logging.getLogger(__name__)
 
+#: scheme://user:password@rest, the password being everything up to the last '@'.
+_CREDENTIALS = re.compile(
+    r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*):(?P<password>.*)@(?P<rest>[^@]*)$", re.I
+)
 #: Most messages any tool reads from one queue (summaries, pages, event lookups).
 SCAN_LIMIT = 10_000
 
@@ -44,11 +48,12 @@ def masked_url(url: str | Any) -> str:
     """``url`` (text or a kombu connection) with its password replaced by ``**``, for output."""
     if hasattr(url, "as_uri"):
         return str(url.as_uri())  # kombu masks the password itself
-    parts = urllib.parse.urlsplit(str(url))
-    if parts.password is None:
+    # Everything between the user's ':' and the last '@' is the password, even
+    # one with a raw '/' or '@' in it that urlsplit would misread.
+    match = _CREDENTIALS.match(str(url))
+    if match is None:
         return str(url)
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:**@{host}"))
+    return f"{match['scheme']}{match['user']}:**@{match['rest']}"
 
 
 def kombu_connection(url: str, timeout: float) -> Connection:
@@ -107,6 +112,8 @@ def declare_topology(connection: Connection, topology: Topology) -> int:
     try:
         for exchange in topology.exchanges():
             exchange(channel).declare()
+        for destination, source, routing_key in topology.exchange_bindings():
+            channel.exchange_bind(destination=destination, source=source, routing_key=routing_key)
         queues = topology.all_queues()
         for queue in queues:
             try:
@@ -116,6 +123,8 @@ def declare_topology(connection: Connection, topology: Topology) -> int:
                     f"queue {queue.name!r} already exists with different arguments ({exc.reply_text}); "
                     "drain and delete it, or change it with a RabbitMQ policy"
                 ) from None
+        for queue_name, source, routing_key in topology.queue_bindings():
+            channel.queue_bind(queue_name, source, routing_key)
         return len(queues)
     finally:
         close_quietly(channel)

@@ -79,6 +79,7 @@ def test_a_body_with_wrong_inner_types_is_dead_lettered_not_acked_as_success(
         pytest.param("id", 42, id="id-a-number"),
         pytest.param("argsrepr", "x" * 70_000, id="argsrepr-huge"),
         pytest.param("expires", "not a time", id="expires-garbage"),
+        pytest.param("eta", "tomorrow", id="eta-garbage"),
         pytest.param("x-delivery-count", "many", id="delivery-count-text"),
     ],
 )
@@ -154,21 +155,6 @@ def test_a_task_whose_expiry_passes_while_it_backs_off_is_dead_lettered_as_expir
     assert header(dead, "x-retry-count") == 1
     assert len(events(ledger, "attempt", result.id)) == 1
     assert not events(ledger, "done", result.id)
-
-
-def test_an_eta_on_the_wire_is_refused_not_held_in_memory(vhost, start_worker, tmp_path: Path):
-    """Given a foreign producer's message with an eta an hour ahead, it is
-    dead-lettered at once as disallowed (the worker would otherwise hold it
-    unacknowledged in memory for the hour)."""
-    worker = start_worker()
-    body, headers = celery_message("tests.ok")
-    headers["eta"] = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    vhost.publish("orders", body, headers=headers)
-    [dead] = refused(vhost)
-    assert header(dead, "x-error-class") == "disallowed"
-    assert header(dead, "x-error-type") == "EtaNotSupported"
-    assert vhost.queue_info("orders").get("messages_unacknowledged", 0) == 0
-    still_working(vhost, worker, tmp_path / "ledger.txt")
 
 
 @pytest.mark.parametrize("prop", ["correlation_id", "type", "app_id", "content_type", "message_id"])

@@ -129,3 +129,12 @@ def slow_backoff(self) -> None:
     if self.request.retries < 1:
         raise TransientError("first attempt times out")
     record("done", self.request.id)
+
+
+@app.task(bind=True, name="tests.retry_with_countdown")
+def retry_with_countdown(self, countdown: float, times: int = 1) -> None:
+    """Retries itself ``times`` times with ``self.retry(countdown=...)`` (the delay levels hold it)."""
+    record("attempt", self.request.id, str(self.request.retries))
+    if self.request.retries < times:
+        raise self.retry(countdown=countdown, max_retries=times)
+    record("done", self.request.id)

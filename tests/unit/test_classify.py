@@ -132,6 +132,7 @@ def test_error_classes_are_the_names_written_in_x_error_class() -> None:
         "expired",
         "overflow",
         "rejected",
+        "cancelled",
     }
 
 

@@ -11,7 +11,13 @@ import pytest
 from config.app import build_topology
 from config.settings import SettingsError, load_settings
 from config.subscriptions import SubscriptionError, load_subscriptions, parse_subscriptions
-from config.topology import EVENTS_EXCHANGE, TASKS_EXCHANGE, subscriber_limit_arguments
+from config.topology import (
+    DELAYED_EXCHANGE,
+    EVENTS_EXCHANGE,
+    TASKS_EXCHANGE,
+    delay_binding_key,
+    subscriber_limit_arguments,
+)
 from workers.events.envelope import CloudEvent
 from workers.events.receive import EventDelivery, handler_task_id, translate_event
 
@@ -91,8 +97,9 @@ def test_each_subscriber_gets_a_quorum_queue_with_a_ladder_a_dlq_and_its_binding
         assert {queue, f"{queue}.retry.1", f"{queue}.retry.5", f"{queue}.dlq"} <= names
         (consumer,) = [q for q in topology.consumer_queues() if q.name == queue]
         assert consumer.queue_arguments["x-queue-type"] == "quorum"
-        bindings = {(b.exchange.name, b.routing_key) for b in consumer.bindings}
-        assert bindings == {(TASKS_EXCHANGE, queue), (EVENTS_EXCHANGE, "order.created")}
+        assert (consumer.exchange.name, consumer.routing_key) == (TASKS_EXCHANGE, queue)
+        bindings = {(exchange, key) for name, exchange, key in topology.queue_bindings() if name == queue}
+        assert bindings == {(EVENTS_EXCHANGE, "order.created"), (DELAYED_EXCHANGE, delay_binding_key(queue))}
     (log,) = [q for q in topology.all_queues() if q.name == "platform.events.log"]
     assert log.queue_arguments == {"x-queue-type": "stream", "x-max-age": "604800s"}
     assert [e.name for e in topology.exchanges()][-1] == EVENTS_EXCHANGE

@@ -9,10 +9,15 @@ import pytest
 from config.topology import (
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE_ARGUMENTS,
+    DELAY_LEVELS,
+    DELAYED_EXCHANGE,
+    DELAYED_UNROUTABLE,
     TASKS_EXCHANGE,
     Topology,
     WorkQueue,
     dead_letter_queue,
+    delay_binding_key,
+    delay_level,
     retry_queue,
     retry_queue_arguments,
     work_queue_arguments,
@@ -123,9 +128,10 @@ def test_all_queues_holds_each_queue_exactly_once(topology: Topology) -> None:
         for queue in WORK_QUEUES
         for name in (queue, *(retry_queue(queue, n) for n in range(1, TIERS + 1)), dead_letter_queue(queue))
     }
+    expected |= {delay_level(level) for level in range(DELAY_LEVELS)} | {DELAYED_UNROUTABLE}
     assert set(names) == expected
     assert all(count == 1 for count in names.values())
-    assert len(names) == len(WORK_QUEUES) * (1 + TIERS + 1)
+    assert len(names) == len(WORK_QUEUES) * (1 + TIERS + 1) + DELAY_LEVELS + 1
 
 
 def test_all_queues_are_durable(topology: Topology) -> None:
@@ -138,6 +144,7 @@ def test_a_consumer_queue_is_bound_to_the_tasks_exchange_by_its_name(topology: T
     assert queue.exchange.name == TASKS_EXCHANGE
     assert queue.routing_key == name
     assert queue.queue_arguments == work_queue_arguments(name, 3)
+    assert (name, DELAYED_EXCHANGE, delay_binding_key(name)) in topology.queue_bindings()
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in WORK_QUEUES])
@@ -185,6 +192,12 @@ def test_a_topology_is_looked_up_by_queue_name(topology: Topology) -> None:
 
 
 def test_the_exchanges_are_the_durable_direct_tasks_exchange_and_dlx(topology: Topology) -> None:
-    tasks, dlx = topology.exchanges()
+    tasks, dlx, delayed, unroutable, *levels = topology.exchanges()
+    assert (delayed.name, delayed.type) == (DELAYED_EXCHANGE, "topic")
+    assert delayed.arguments == {"alternate-exchange": DELAYED_UNROUTABLE}
+    assert (unroutable.name, unroutable.type) == (DELAYED_UNROUTABLE, "fanout")
+    assert [(level.name, level.type) for level in levels] == [
+        (delay_level(n), "topic") for n in range(DELAY_LEVELS)
+    ]
     assert (tasks.name, tasks.type, tasks.durable) == (TASKS_EXCHANGE, "direct", True)
     assert (dlx.name, dlx.type, dlx.durable) == (DEAD_LETTER_EXCHANGE, "direct", True)

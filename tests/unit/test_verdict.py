@@ -98,17 +98,22 @@ def test_a_retry_honours_retry_after(retry_after: float, expected: float) -> Non
         pytest.param(3.0, None, DEFAULTS, 3.0, id="countdown replaces backoff"),
         pytest.param(0.0, None, DEFAULTS, 0.0, id="zero countdown"),
         pytest.param(-5.0, None, DEFAULTS, 0.0, id="negative countdown becomes 0"),
-        pytest.param(1000.0, None, DEFAULTS, 60.0, id="countdown capped by max_delay"),
-        pytest.param(30.0, None, RetryPolicy(max_delay=10.0), 10.0, id="countdown capped by custom cap"),
+        pytest.param(1000.0, None, DEFAULTS, 1000.0, id="countdown above max_delay is honoured"),
+        pytest.param(
+            30.0, None, RetryPolicy(max_delay=10.0), 30.0, id="countdown above a custom cap is honoured"
+        ),
         pytest.param(2.0, 50.0, DEFAULTS, 2.0, id="countdown replaces Retry-After too"),
     ],
 )
-def test_an_explicit_countdown_replaces_backoff_and_is_capped(
+def test_an_explicit_countdown_replaces_backoff_and_waits_in_the_delay_levels(
     countdown: float, retry_after: float | None, policy: RetryPolicy, expected: float
 ) -> None:
+    """The task's own wait is honoured as given (the broker's delay levels hold it,
+    so it is not capped by the backoff's max_delay) and marked as scheduled."""
     verdict = decide(FAILURE, classified(ErrorClass.TRANSIENT, retry_after), 3, policy, countdown=countdown)
     assert isinstance(verdict, RetryLater)
     assert verdict.delay == expected
+    assert verdict.scheduled
 
 
 def test_a_countdown_does_not_extend_exhausted_retries() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import amqp
@@ -20,6 +21,8 @@ from kombu.serialization import dumps
 from config.app import platform_config
 from config.topology import TASKS_EXCHANGE
 from workers.broker import ConfirmWindow, amqp_connection, close_quietly
+from workers.delivery.delays import check_countdown, check_eta
+from workers.delivery.publishing import delayed_destination
 from workers.errors import PublishError
 
 if TYPE_CHECKING:
@@ -35,6 +38,8 @@ def enqueue_many(
     queue: str | None = None,
     window: int = DEFAULT_WINDOW,
     timeout: float | None = None,
+    countdown: float | None = None,
+    eta: Any = None,
 ) -> list[str]:
     """Publish one ``task`` message per ``(args, kwargs)`` in ``calls``.
 
@@ -45,6 +50,8 @@ def enqueue_many(
         window: unconfirmed messages allowed in flight.
         timeout: seconds to wait for the last confirms (default: the
             publish timeout from the settings).
+        countdown: delay every message this many seconds (held by the broker).
+        eta: or make every message due at this aware datetime.
 
     Returns:
         The task ids, in order, all confirmed by the broker.
@@ -52,8 +59,13 @@ def enqueue_many(
     Raises:
         PublishError: some message was not confirmed (the message says how many
             were sent and which failed); the broker was unreachable.
+        DelayError: ``countdown`` or ``eta`` can't be held by the broker.
     """
     app = task.app
+    if countdown is not None:
+        eta = datetime.now(UTC) + timedelta(seconds=check_countdown(countdown))
+    elif eta is not None:
+        eta = check_eta(eta)
     settings = platform_config(app).settings
     timeout = settings.publish_timeout if timeout is None else timeout
     exchange, queue = _destination(task, queue)
@@ -64,9 +76,10 @@ def enqueue_many(
         confirms = ConfirmWindow(connection, connection.channel(), timeout, window)
         for args, kwargs in calls:
             task_id = str(uuid.uuid4())
-            confirms.publish(
-                _message(task, task_id, args, kwargs), exchange, queue, item=task_id, mandatory=True
-            )
+            message = _message(task, task_id, args, kwargs, eta)
+            delayed = delayed_destination(message.properties["application_headers"], queue)
+            target_exchange, routing_key = delayed or (exchange, queue)
+            confirms.publish(message, target_exchange, routing_key, item=task_id, mandatory=True)
             ids.append(task_id)
         confirms.wait_all()
     except (OSError, amqp.exceptions.AMQPError) as exc:
@@ -101,10 +114,12 @@ def _destination(task: Task, queue: str | None) -> tuple[str, str]:
     return exchange, routing_key
 
 
-def _message(task: Task, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any]) -> amqp.Message:
+def _message(
+    task: Task, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any], eta: datetime | None
+) -> amqp.Message:
     app = task.app
     headers, properties, body, _ = app.amqp.as_task_v2(
-        task_id, task.name, args=list(args), kwargs=dict(kwargs)
+        task_id, task.name, list(args), dict(kwargs), None, eta
     )
     content_type, content_encoding, data = dumps(body, serializer="json")
     return amqp.Message(

@@ -39,6 +39,8 @@ class ErrorClass(StrEnum):
     OVERFLOW = "overflow"
     #: Dead-lettered by RabbitMQ itself: a consumer rejected it without requeue.
     REJECTED = "rejected"
+    #: An operator cancelled it while it waited in the delay levels (``delays cancel``).
+    CANCELLED = "cancelled"
 
 
 #: HTTP statuses worth retrying: the remote side is overloaded or timing out.

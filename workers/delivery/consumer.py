@@ -12,10 +12,13 @@ On receipt, in this order (each a refusal to the DLQ with a reason):
 1. receive translators adapt the delivery (an event becomes its handler's task);
 2. poison: the delivery count reached the limit;
 3. the headers and body Celery will read (:mod:`workers.delivery.receipt`):
-   wrong types, an ``eta``, properties that were not UTF-8 (the consuming
-   connection reads frames with :mod:`workers.delivery.frames`, so such a
-   message reaches this point instead of killing the connection);
-4. Celery's own strategy, whose refusals come back through the hooks below;
+   wrong types, properties that were not UTF-8 (the consuming connection
+   reads frames with :mod:`workers.delivery.frames`, so such a message
+   reaches this point instead of killing the connection);
+4. an ``eta`` still ahead (a producer that did not use the platform's
+   publisher): the message goes on to the broker's delay levels, never held
+   here; an eta already due is cleared and the task runs now;
+5. Celery's own strategy, whose refusals come back through the hooks below;
    anything else it raises dead-letters the message as undecodable.
 
 Installed through Celery's ``worker_consumer`` setting; the blueprint adds the
@@ -30,6 +33,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from celery.worker.consumer.consumer import Consumer
@@ -37,6 +41,7 @@ from kombu.exceptions import ContentDisallowed
 
 from config.app import platform_config
 from workers.delivery.classify import ErrorClass
+from workers.delivery.delays import DelayError, delay_units, seconds_until
 from workers.delivery.frames import TOLERANT_TRANSPORT_OPTIONS
 from workers.delivery.headers import Failure, delivery_count, retry_count
 from workers.delivery.lifecycle import Lifecycle, install_lifecycle
@@ -48,6 +53,8 @@ logger = logging.getLogger(__name__)
 NATIVE_DELAYED_DELIVERY = "celery.worker.consumer.delayed_delivery:DelayedDelivery"
 #: The consumer step that declares the whole topology on (re)connect.
 TOPOLOGY_STEP = "workers.delivery.bootsteps.topology:DeclareTopology"
+#: The consumer step that counts how late delayed tasks arrive.
+LATENESS_STEP = "workers.delivery.bootsteps.lateness:DelayLateness"
 #: Seconds task events may wait in the worker's buffer before they are published.
 EVENT_FLUSH_INTERVAL = 0.1
 #: Errors in a message's shape that surface while Celery builds the request.
@@ -59,10 +66,8 @@ class PlatformConsumer(Consumer):
 
     class Blueprint(Consumer.Blueprint):
         default_steps = [step for step in Consumer.Blueprint.default_steps if step != NATIVE_DELAYED_DELIVERY]
-        default_steps.insert(
-            default_steps.index("celery.worker.consumer.tasks:Tasks"),
-            TOPOLOGY_STEP,
-        )
+        default_steps.insert(default_steps.index("celery.worker.consumer.tasks:Tasks"), TOPOLOGY_STEP)
+        default_steps.append(LATENESS_STEP)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # -- extension point: receive translators (registry) -------------------
@@ -155,6 +160,11 @@ class PlatformConsumer(Consumer):
             refusal = receipt_refusal(message)
             if refusal is not None:
                 return self.refuse(message, refusal.error_class, refusal.error_type, refusal.message)
+            due = eta_of(message)
+            if due is not None:
+                if delay_units(seconds_until(due)) > 0:
+                    return self.postpone(message, due)
+                message.headers["eta"] = None  # due now: run it, don't schedule it in memory
             try:
                 return handle(message)
             except connection_errors:
@@ -198,6 +208,14 @@ class PlatformConsumer(Consumer):
         name = (message.headers or {}).get("task", "?")
         self.refuse(message, ErrorClass.UNKNOWN_TASK, "NotRegistered", f"no task named {name!r} here")
 
+    def postpone(self, message: Any, due: datetime) -> None:
+        """Send a message that is not due yet to the delay levels, then ack it."""
+        requeue = lambda: message.reject(requeue=True)  # noqa: E731 - one line, used twice
+        try:
+            self.lifecycle.postpone(message, due, ack=message.ack, requeue=requeue)
+        except DelayError as exc:  # further ahead than the levels hold
+            self.refuse(message, ErrorClass.DISALLOWED, "DelayTooLong", str(exc))
+
     def refuse(self, message: Any, error_class: ErrorClass, error_type: str, text: str) -> None:
         """Dead-letter a message that can't be run, then ack it.
 
@@ -213,6 +231,16 @@ class PlatformConsumer(Consumer):
         except Exception:  # never crash the consumer over one message
             logger.exception("could not dead-letter a refused message; giving it back to the broker")
             requeue()
+
+
+def eta_of(message: Any) -> datetime | None:
+    """The ``eta`` of a task message as an aware datetime (UTC if it has no zone), or None."""
+    headers = message.headers
+    eta = headers.get("eta") if isinstance(headers, Mapping) else None
+    if eta is None:
+        return None
+    moment = eta if isinstance(eta, datetime) else datetime.fromisoformat(eta)  # receipt checked the format
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def receipt_refusal(message: Any) -> Refusal | None:

@@ -53,6 +53,8 @@ BROKER_DEATH_QUEUE = "x-broker-death-queue"
 #: When the broker last dead-lettered it (ISO 8601 UTC).
 BROKER_DEATH_AT = "x-broker-death-at"
 
+#: When a delayed task is due (ISO 8601 UTC), set when it enters the delay levels.
+DELAY_DUE_AT = "x-delay-due-at"
 #: Message properties that were not UTF-8 on receipt: name -> their raw bytes (set by the worker).
 UNDECODABLE_PROPERTIES = "x-undecodable-properties"
 

@@ -30,6 +30,9 @@ SCHEMA = (
 class CompletionStore(Protocol):
     """What the task base needs from a store."""
 
+    #: The DB-API placeholder of its driver (``?`` or ``%s``), for callers' own SQL.
+    placeholder: str
+
     def is_completed(self, task_id: str) -> bool: ...
 
     def mark_completed(self, task_id: str, task_name: str) -> None: ...

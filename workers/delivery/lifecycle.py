@@ -2,7 +2,10 @@
 
 Every outcome of a delivery ends here (DESIGN.md's lifecycle table):
 
-- retry: republish to ``<queue>.retry.<n>`` with a per-message TTL, confirmed;
+- retry: republish to ``<queue>.retry.<n>`` with a per-message TTL, confirmed
+  (or, for a wait the task asked for with ``self.retry(countdown=...)``, to the
+  broker's delay levels);
+- postpone: a message that arrived before its ``eta`` goes to the delay levels;
 - dead letter: republish to ``<queue>.dlq`` through the dead-letter exchange,
   confirmed, with the failure's metadata;
 - then, and only then, ack the original delivery.
@@ -22,11 +25,20 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from config.app import platform_config
-from config.topology import DEAD_LETTER_EXCHANGE, Topology
-from workers.delivery.headers import TASK_ID, Failure, Origin, failure_headers
+from config.topology import DEAD_LETTER_EXCHANGE, DELAY_ENTRY_EXCHANGE, Topology
+from workers.delivery.delays import delay_routing_key, delay_units, seconds_until
+from workers.delivery.headers import (
+    DELAY_DUE_AT,
+    TASK_ID,
+    Failure,
+    Origin,
+    failure_headers,
+    without_broker_history,
+)
 from workers.errors import PublishError
 
 if TYPE_CHECKING:
@@ -77,8 +89,14 @@ class Lifecycle:
         retry_number: int,
         ack: Callable[[], Any],
         requeue: Callable[[], Any],
+        scheduled: bool = False,
     ) -> bool:
-        """Send ``message`` to its delay queue for ``delay`` seconds, then ack.
+        """Send ``message`` to wait ``delay`` seconds in the broker, then ack.
+
+        A backoff waits in the queue's retry ladder (``<queue>.retry.<n>``, whose
+        messages all wait about as long); a wait the task chose itself
+        (``scheduled``) waits in the delay levels, so a long one never holds
+        back the ladder's short ones.
 
         Returns:
             True if the message was moved; False if it was requeued instead.
@@ -87,9 +105,44 @@ class Lifecycle:
         if origin.queue not in self.topology:
             # No ladder for this queue: dead-letter rather than lose the retry.
             return self.dead_letter(message, failure, retry_number - 1, ack, requeue)
-        target = self.topology[origin.queue].retry_tier(retry_number)
         headers = self._headers(message, failure, origin, retry_number)
+        if scheduled:
+            return self._delay(message, headers, origin.queue, delay, ack, requeue)
+        target = self.topology[origin.queue].retry_tier(retry_number)
         return self._move(message, "", target, headers, ack, requeue, expiration=delay)
+
+    def postpone(
+        self, message: Message, due: datetime, ack: Callable[[], Any], requeue: Callable[[], Any]
+    ) -> bool:
+        """Send a message that arrived before its ``eta`` to the delay levels, then ack.
+
+        Its ``eta`` header is cleared: when it is due it arrives as an ordinary
+        message, and no worker holds it meanwhile.
+
+        Returns:
+            True if the message was moved; False if it was requeued instead.
+        """
+        headers = without_broker_history(message.headers)
+        headers["eta"] = None
+        return self._delay(message, headers, self.origin(message).queue, seconds_until(due), ack, requeue)
+
+    def _delay(
+        self,
+        message: Message,
+        headers: dict[str, Any],
+        queue: str,
+        seconds: float,
+        ack: Callable[[], Any],
+        requeue: Callable[[], Any],
+    ) -> bool:
+        units = delay_units(seconds)
+        due = datetime.now(UTC) + timedelta(seconds=max(seconds, 0.0))
+        headers[DELAY_DUE_AT] = due.isoformat(timespec="milliseconds")
+        if units == 0:  # due now: straight back to its queue
+            return self._move(message, "", queue, headers, ack, requeue)
+        return self._move(
+            message, DELAY_ENTRY_EXCHANGE, delay_routing_key(units, queue), headers, ack, requeue
+        )
 
     def dead_letter(
         self,

@@ -5,11 +5,12 @@ some wrong values break it in ways that lose or wedge the message: an args /
 kwargs / embed of the wrong type is reported as an internal error and acked as
 if the task succeeded; a ``timelimit`` that is not numbers fails after a pool
 slot was taken and never gives it back; a ``retries`` that is not an integer
-makes the failure path raise with the message still unacknowledged; an
-``eta`` makes the worker hold the message in its memory. So every header the
-platform or Celery reads is checked here, on receipt, in the worker's main
-process, before any slot is taken: a message that fails is dead-lettered as
-``undecodable`` with the header named (or, for ``eta``, ``disallowed``).
+makes the failure path raise with the message still unacknowledged. So every
+header the platform or Celery reads is checked here, on receipt, in the
+worker's main process, before any slot is taken: a message that fails is
+dead-lettered as ``undecodable`` with the header named. (A valid ``eta`` in
+the future, from a producer that does not use the platform's publisher, is
+sent on to the broker's delay levels by the consumer, never held.)
 
 The checks accept everything stock Celery's own ``apply_async`` sends.
 """
@@ -125,13 +126,6 @@ def check_headers(headers: Mapping[str, Any]) -> Refusal | None:
     for header, (good, expected) in HEADER_RULES.items():
         if header in headers and not good(headers[header]):
             return _undecodable(header, f"{expected}, got {_shown(headers[header])}")
-    if headers.get("eta") is not None:
-        return Refusal(
-            ErrorClass.DISALLOWED,
-            "EtaNotSupported",
-            f"the message has an eta ({_shown(headers['eta'])}); workers of this platform never hold "
-            "delayed messages in memory, so a delayed task must wait in the broker",
-        )
     return None
 
 

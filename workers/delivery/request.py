@@ -55,6 +55,8 @@ class PlatformRequest(Request):
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False) -> Any:
         try:
             return self._settle_failure(exc_info, send_failed_event, return_ok)
+        except MemoryError:
+            raise  # Celery's own handling of a worker out of memory
         except Exception:  # settling broke: never leave the delivery held
             logger.exception("could not settle task %s[%s]; giving the delivery back", self.name, self.id)
             self._give_back()
@@ -85,6 +87,7 @@ class PlatformRequest(Request):
                 verdict.retry_number,
                 ack=acknowledge_retry,
                 requeue=self._give_back,
+                scheduled=verdict.scheduled,
             )
             return None
 

@@ -31,14 +31,16 @@ from kombu.exceptions import OperationalError
 from config.app import platform_config
 from workers.delivery.backoff import RetryPolicy
 from workers.delivery.classify import ClassifierRules, Decider, classify, import_types
+from workers.delivery.delays import check_countdown, check_eta, seconds_until
 from workers.delivery.idempotency import CompletionStore, open_store
 from workers.delivery.verdict import DeadLetterNow, decide, describe
 from workers.errors import PublishError
 
 logger = logging.getLogger(__name__)
 
-#: Exceptions that steer Celery itself; they pass through untouched.
-CONTROL_EXCEPTIONS = (Ignore, Reject, Retry)
+#: Exceptions that steer Celery itself, and the platform's own verdicts (``self.retry()``
+#: raises one): they pass through untouched, never classified as a failure.
+CONTROL_EXCEPTIONS = (Ignore, Reject, Retry, DeadLetterNow)
 
 
 class PlatformTask(Task):
@@ -144,14 +146,24 @@ class PlatformTask(Task):
         max_retries: int | None = None,
         **options: Any,
     ) -> None:
-        """Retry through the broker-held delay queues (never in worker memory).
+        """Retry through the broker (never in worker memory); counts as a transient failure.
 
-        Counts as a transient failure; ``countdown`` replaces the backoff delay.
+        Without ``countdown`` or ``eta`` the wait is the backoff schedule (the
+        queue's retry ladder); with one, the task's own wait, held by the
+        broker's delay levels.
+
+        Raises:
+            ValueError: ``args`` or ``kwargs`` given (the same message is retried).
+            DelayError: a countdown or eta the broker can't hold.
         """
-        if args is not None or kwargs is not None or eta is not None:
-            raise ValueError("retry() re-runs the same message; args, kwargs and eta can't change")
+        if args is not None or kwargs is not None:
+            raise ValueError("retry() re-runs the same message; args and kwargs can't change")
         from workers.delivery.classify import Classification, ErrorClass
 
+        if eta is not None:
+            countdown = max(seconds_until(check_eta(eta)), 0.0)
+        if countdown is not None:
+            countdown = check_countdown(countdown)
         reason = exc or RuntimeError("retry requested by the task")
         failure = describe(reason, ErrorClass.TRANSIENT)
         policy = self._retry_policy
@@ -185,27 +197,25 @@ class PlatformTask(Task):
 
     # -- in the publishing process ---------------------------------------------
 
-    def apply_many(self, calls: Any, queue: str | None = None) -> list[str]:
+    def apply_many(
+        self, calls: Any, queue: str | None = None, countdown: float | None = None, eta: Any = None
+    ) -> list[str]:
         """Enqueue one message per ``(args, kwargs)``, confirmed together.
 
         Much faster than calling :meth:`apply_async` in a loop; see
-        :func:`workers.delivery.batch.enqueue_many`.
+        :func:`workers.delivery.batch.enqueue_many`. ``countdown`` / ``eta``
+        delay every message of the batch, as for :meth:`apply_async`.
         """
         from workers.delivery.batch import enqueue_many
 
-        return enqueue_many(self, calls, queue=queue)
+        return enqueue_many(self, calls, queue=queue, countdown=countdown, eta=eta)
 
     def apply_async(self, args: Any = None, kwargs: Any = None, task_id: Any = None, **options: Any) -> Any:
         """Publish with a confirm; raise :class:`PublishError` if it can't be confirmed.
 
-        ``countdown`` and ``eta`` are refused: stock Celery holds such messages
-        in worker memory, which this platform never does.
+        ``countdown`` and ``eta`` wait in the broker's delay levels
+        (:mod:`workers.delivery.publishing`), never in a worker.
         """
-        if options.get("countdown") is not None or options.get("eta") is not None:
-            raise ValueError(
-                f"{self.name}: countdown/eta are not supported (they hold messages in worker "
-                "memory); schedule the call from your application instead"
-            )
         settings = platform_config(self.app).settings
         options.setdefault("mandatory", True)
         options.setdefault("confirm_timeout", settings.publish_timeout)

@@ -24,10 +24,12 @@ from workers.delivery.headers import Failure
 class RetryLater(Retry):
     """Republish the message to its delay queue; it comes back after ``delay``."""
 
-    def __init__(self, failure: Failure, delay: float, retry_number: int) -> None:
+    def __init__(self, failure: Failure, delay: float, retry_number: int, scheduled: bool = False) -> None:
         self.failure = failure
         self.delay = delay
         self.retry_number = retry_number
+        #: The task chose the wait (``self.retry(countdown=...)``): it waits in the delay levels.
+        self.scheduled = scheduled
         super().__init__(
             message=(
                 f"retry {retry_number} in {delay:.3f}s "
@@ -40,7 +42,7 @@ class RetryLater(Retry):
         self.args = (self.message, None, delay)
 
     def __reduce__(self):
-        return (type(self), (self.failure, self.delay, self.retry_number))
+        return (type(self), (self.failure, self.delay, self.retry_number, self.scheduled))
 
 
 class DeadLetterNow(Exception):
@@ -83,14 +85,15 @@ def decide(
         classification: its class and any Retry-After.
         retries_done: retries the message already had.
         policy: the task's schedule.
-        countdown: an explicit wait asked for by the task (``self.retry``).
+        countdown: an explicit wait asked for by the task (``self.retry``);
+            it is honoured as given (the broker's delay levels hold it), not
+            capped by the backoff's maximum.
     """
     if retries_done >= policy.retries_allowed(classification.error_class):
         return DeadLetterNow(failure, retries_done)
     if countdown is not None:
-        delay = min(max(countdown, 0.0), policy.max_delay)
-    else:
-        delay = backoff_delay(retries_done, policy, classification.retry_after)
+        return RetryLater(failure, max(countdown, 0.0), retries_done + 1, scheduled=True)
+    delay = backoff_delay(retries_done, policy, classification.retry_after)
     return RetryLater(failure, delay, retries_done + 1)
 
 

@@ -32,10 +32,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from amqp.exceptions import AMQPError
-from kombu import Connection
 from kombu.exceptions import OperationalError
 
 from config.app import platform_config
+from workers.broker import kombu_connection
 from workers.ops import dlq
 from workers.ops.queue_stats import (
     DEAD_LETTER,
@@ -198,7 +198,7 @@ def gather(settings: Settings, topology: Topology, now: datetime | None = None) 
     stats = queue_stats(fetch_queues(settings.management_url, vhost_of(settings.broker_url)), topology)
     dead = {s.work_queue: s.ready + s.unacked for s in stats if s.kind == DEAD_LETTER}
     views = []
-    with Connection(settings.broker_url, connect_timeout=settings.publish_timeout) as connection:
+    with kombu_connection(settings.broker_url, settings.publish_timeout) as connection:
         for stat in stats:
             if stat.kind not in (WORK, SUBSCRIBER):
                 continue

@@ -10,6 +10,12 @@ Serves the text exposition format at ``/metrics`` on ``PLATFORM_METRICS_PORT``:
   at most :data:`workers.broker.SCAN_LIMIT` each, :func:`workers.ops.dlq.summarize`);
 - ``platform_consumer_lag_messages`` per consumed queue, work or subscriber
   (ready + unacked: what its consumers have not finished);
+- ``platform_delayed_messages`` per delay level (label ``level``, a passive
+  declare), ``platform_delayed_next_due_seconds`` (until the soonest due
+  delayed task among those browsed, at most :data:`DELAY_SCAN_LIMIT`
+  per level; negative when late, absent when there is none) and
+  ``platform_delayed_unroutable_messages`` (due, but their queue is gone),
+  :func:`workers.ops.delays.delay_stats`;
 - ``platform_metrics_up``: 1 when the broker and its management API answered.
 
 Inflow is counted from ``x-last-failed-at``: dead letters that entered the DLQ
@@ -30,11 +36,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from amqp.exceptions import AMQPError
-from kombu import Connection
 from kombu.exceptions import OperationalError
 
 from config.app import platform_config
-from workers.ops import dlq
+from workers.broker import kombu_connection
+from workers.delivery.lateness import BUCKETS, LatenessHistogram, read_lateness
+from workers.ops import delays, dlq
 from workers.ops.queue_stats import (
     DEAD_LETTER,
     INTERNAL,
@@ -53,6 +60,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: Delayed messages browsed per level for the next-due time. Browsing holds a
+#: level's head for as long as it takes, which delays it that long: a scrape
+#: reads only the first few of each level.
+DELAY_SCAN_LIMIT = 100
+
 #: name -> (type, help) of every series served.
 METRICS: Mapping[str, tuple[str, str]] = {
     "platform_queue_messages_ready": ("gauge", "Messages ready for delivery in the queue."),
@@ -69,6 +81,19 @@ METRICS: Mapping[str, tuple[str, str]] = {
     "platform_consumer_lag_messages": (
         "gauge",
         "Messages the consumers of a work or subscriber queue have not finished (ready + unacked).",
+    ),
+    "platform_delayed_messages": ("gauge", "Delayed tasks waiting in the delay level."),
+    "platform_delayed_next_due_seconds": (
+        "gauge",
+        "Seconds until the soonest due delayed task among those browsed (negative when late).",
+    ),
+    "platform_delay_lateness_seconds": (
+        "histogram",
+        "Time from a delayed task's due time to its receipt by a worker (all workers, since they started).",
+    ),
+    "platform_delayed_unroutable_messages": (
+        "gauge",
+        "Delayed tasks that came due for a queue that no longer exists (platform.delayed.unroutable).",
     ),
     "platform_metrics_up": ("gauge", "1 when the broker and its management API answered this scrape."),
 }
@@ -114,6 +139,38 @@ def dead_letter_samples(stats: dlq.DlqStats) -> list[Sample]:
     ]
 
 
+def delay_samples(stats: delays.DelayStats, now: datetime) -> list[Sample]:
+    """Depth per delay level, seconds until the next due (if any), and the unroutable catch-all's depth.
+
+    A level or catch-all that does not exist gives no sample.
+    """
+    samples = [
+        Sample("platform_delayed_messages", level.messages, {"level": str(level.level)})
+        for level in sorted(stats.levels, key=lambda level: level.level)
+        if level.messages is not None
+    ]
+    next_due = stats.next_due_seconds(now)
+    if next_due is not None:
+        samples.append(Sample("platform_delayed_next_due_seconds", next_due))
+    if stats.unroutable is not None:
+        samples.append(Sample("platform_delayed_unroutable_messages", stats.unroutable))
+    return samples
+
+
+def lateness_samples(histogram: LatenessHistogram) -> list[Sample]:
+    """The lateness histogram's cumulative buckets, sum and count."""
+    name = "platform_delay_lateness_seconds"
+    bounds = [_number(bound) for bound in BUCKETS] + ["+Inf"]
+    return [
+        *(
+            Sample(f"{name}_bucket", count, {"le": bound})
+            for bound, count in zip(bounds, histogram.counts, strict=True)
+        ),
+        Sample(f"{name}_sum", histogram.total),
+        Sample(f"{name}_count", histogram.observations),
+    ]
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
@@ -130,7 +187,8 @@ def render(samples: Sequence[Sample]) -> str:
     """The Prometheus text exposition of ``samples``, grouped by series (pure)."""
     lines = []
     for name, (kind, help_text) in METRICS.items():
-        series = [sample for sample in samples if sample.name == name]
+        names = {name, f"{name}_bucket", f"{name}_sum", f"{name}_count"} if kind == "histogram" else {name}
+        series = [sample for sample in samples if sample.name in names]
         if not series:
             continue
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
@@ -139,7 +197,9 @@ def render(samples: Sequence[Sample]) -> str:
                 f'{key}="{_escape(str(value))}"' for key, value in sorted(sample.labels.items())
             )
             lines.append(
-                f"{name}{{{labels}}} {_number(sample.value)}" if labels else f"{name} {_number(sample.value)}"
+                f"{sample.name}{{{labels}}} {_number(sample.value)}"
+                if labels
+                else f"{sample.name} {_number(sample.value)}"
             )
     return "\n".join(lines) + "\n"
 
@@ -151,7 +211,7 @@ def collect(settings: Settings, topology: Topology, now: datetime | None = None)
     try:
         stats = queue_stats(fetch_queues(settings.management_url, vhost_of(settings.broker_url)), topology)
         samples += queue_samples(stats)
-        with Connection(settings.broker_url, connect_timeout=settings.publish_timeout) as connection:
+        with kombu_connection(settings.broker_url, settings.publish_timeout) as connection:
             for stat in stats:
                 if stat.kind != DEAD_LETTER or stat.work_queue not in topology:
                     continue
@@ -159,11 +219,16 @@ def collect(settings: Settings, topology: Topology, now: datetime | None = None)
                     samples += dead_letter_samples(dlq.dlq_stats(stat.work_queue, [], now))
                 else:
                     samples += dead_letter_samples(dlq.summarize(connection, stat.work_queue, now))
+            samples += delay_samples(delays.delay_stats(connection, scan_limit=DELAY_SCAN_LIMIT), now)
     except (ManagementError, OperationalError, OSError, AMQPError, dlq.UnknownQueue) as exc:
         logger.warning("metrics: %s", exc)
         samples.append(Sample("platform_metrics_up", 0))
         return samples
     samples.append(Sample("platform_metrics_up", 1))
+    try:
+        samples += lateness_samples(read_lateness(settings.state_url))
+    except Exception as exc:  # noqa: BLE001 - the state store is optional for metrics
+        logger.warning("metrics: delay lateness not read from the state store: %s", exc)
     return samples
 
 

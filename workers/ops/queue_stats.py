@@ -2,7 +2,8 @@
 
 One GET of ``/api/queues/<vhost>`` gives every queue's ready and unacked
 messages and its consumers; :func:`classify` says what each queue is to the
-platform (work, retry, dead-letter, subscriber, or the broker's/Celery's own).
+platform (work, retry, dead-letter, delay, subscriber, or the broker's/Celery's
+own).
 The management API refreshes these numbers every few seconds
 (``collect_statistics_interval``, 5 s by default), so they lag a little.
 """
@@ -27,7 +28,14 @@ WORK = "work"
 RETRY = "retry"
 DEAD_LETTER = "dead-letter"
 SUBSCRIBER = "subscriber"
+#: The shared delay levels of delayed tasks and their unroutable catch-all: no
+#: worker consumes them, so their depth is no consumer's backlog.
+DELAY = "delay"
 INTERNAL = "internal"
+
+#: The queues of kind :data:`DELAY`: ``platform.delay.0..27`` and ``platform.delayed.unroutable``
+#: (the same in every topology: the levels are shared by all work queues).
+DELAY_QUEUES = frozenset(queue.name for queue in Topology(()).delay_queues())
 
 
 class ManagementError(RuntimeError):
@@ -39,9 +47,10 @@ class QueueStat:
     """One queue as the management API sees it."""
 
     name: str
-    #: work, retry, dead-letter, subscriber or internal.
+    #: work, retry, dead-letter, delay, subscriber or internal.
     kind: str
-    #: The work queue a retry or dead-letter queue serves (the queue itself otherwise).
+    #: The work queue a retry or dead-letter queue serves (the queue itself otherwise,
+    #: a delay level too: its messages go to many work queues).
     work_queue: str
     ready: int
     unacked: int
@@ -50,6 +59,8 @@ class QueueStat:
 
 def classify(name: str, topology: Topology) -> tuple[str, str]:
     """(kind, work queue) of queue ``name`` under ``topology``."""
+    if name in DELAY_QUEUES:
+        return DELAY, name
     for work_queue in topology.work_queues:
         if name == work_queue.name:
             return WORK, name

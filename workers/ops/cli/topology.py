@@ -35,7 +35,7 @@ def declare(ctx: click.Context) -> None:
             count = declare_topology(connection, platform_config(app).topology)
         except TopologyConflict as exc:
             fail(str(exc), EXIT_TOPOLOGY_CONFLICT)
-    click.echo(f"declared {count} queues and 2 exchanges")
+    click.echo(f"declared {count} queues and {len(platform_config(app).topology.exchanges())} exchanges")
 
 
 @topology.command()

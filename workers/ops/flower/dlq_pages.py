@@ -206,13 +206,18 @@ class DlqPurgeAction(PlatformHandler):
 
 
 class PlatformBrokerView(BrokerView):
-    """Flower's broker page, listing every retry and dead-letter queue as well."""
+    """Flower's broker page, also listing every retry, dead-letter and delay queue.
+
+    The delay queues are the shared delay levels and their unroutable catch-all
+    (``Topology.delay_queues()``): no worker consumes them, so Flower alone would hide them.
+    """
 
     def get_active_queue_names(self) -> list[str]:
         names = set(super().get_active_queue_names())
         topology = platform_config(self.capp).topology
         for work_queue in getattr(topology, "work_queues", ()):
             names.update({work_queue.name, *work_queue.retry_queues, work_queue.dead_letter_queue})
+        names.update(queue.name for queue in topology.delay_queues())
         return sorted(names)
 
 
