@@ -30,6 +30,7 @@ from kombu import Connection
 
 from config.topology import Topology
 from workers.errors import PublishError
+from workers.frames import TOLERANT_TRANSPORT_OPTIONS, tolerant_frame_handler
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,21 @@ def masked_url(url: str | Any) -> str:
 
 
 def kombu_connection(url: str, timeout: float) -> Connection:
-    """A kombu connection to ``url`` (not yet connected) that gives up within ``timeout`` seconds."""
-    return Connection(url, connect_timeout=timeout)
+    """A kombu connection to ``url`` (not yet connected) that gives up within ``timeout`` seconds.
+
+    It reads messages with the platform's frame reader (:mod:`workers.frames`):
+    bodies stay the bytes that arrived.
+    """
+    return Connection(url, connect_timeout=timeout, transport_options=dict(TOLERANT_TRANSPORT_OPTIONS))
+
+
+def reading_connection(app: Any) -> Connection:
+    """A connection to ``app``'s broker for tools that read messages (browse, replay, export).
+
+    Bodies stay the bytes that arrived and properties that are not UTF-8 are
+    tolerated (:mod:`workers.frames`); publishes on it are confirmed as usual.
+    """
+    return app.connection_for_write(transport_options=dict(TOLERANT_TRANSPORT_OPTIONS))
 
 
 def amqp_connection(url: str | Connection, timeout: float) -> amqp.Connection:
@@ -75,6 +89,7 @@ def amqp_connection(url: str | Connection, timeout: float) -> amqp.Connection:
             password=parsed.password or "guest",
             virtual_host=parsed.virtual_host or "/",
             connect_timeout=timeout,
+            frame_handler=tolerant_frame_handler,
         )
         connection.connect()
     except (OSError, amqp.exceptions.AMQPError) as exc:

@@ -9,6 +9,7 @@ retry. Real RabbitMQ (a fresh vhost per test), real worker and CLI processes.
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 
@@ -112,3 +113,20 @@ def test_ten_retries_through_the_same_tier_all_come_back(vhost, start_worker, cl
     assert [entry.extra for entry in events(ledger, "attempt", result.id)] == [str(n) for n in range(11)]
     assert vhost.depth("orders.dlq") == 0
     assert vhost.depth("orders.retry.5") == 0
+
+
+def test_a_replayed_dead_letter_with_a_text_encoding_keeps_its_bytes(vhost, platform_env):
+    """Given a dead letter whose body is big-endian UTF-16 text (content_encoding
+    utf-16, its byte-order mark first), a replay puts exactly those bytes back on
+    orders: py-amqp would decode the body, and encoding it anew gives this
+    machine's little-endian bytes."""
+    declared = run_cli(platform_env, "topology", "declare")
+    assert declared.returncode == 0, declared.stderr
+    _, headers = celery_message("tests.ok")
+    headers.update({"x-error-class": "permanent", "x-original-queue": "orders"})
+    body = codecs.BOM_UTF16_BE + json.dumps([[], {}, {}]).encode("utf-16-be")
+    vhost.publish("orders.dlq", body, headers=headers, content_encoding="utf-16")
+    replayed = run_cli(platform_env, "dlq", "replay", "orders")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    [copy] = vhost.take_all("orders")
+    assert copy.body == body

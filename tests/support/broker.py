@@ -17,6 +17,8 @@ from typing import Any
 
 import amqp
 
+from workers.frames import tolerant_frame_handler
+
 #: The broker the tests use (host part only; vhosts are made per test).
 AMQP_HOST = os.environ.get("TEST_AMQP_HOST", "127.0.0.1:5672")
 AMQP_USER = os.environ.get("TEST_AMQP_USER", "guest")
@@ -94,6 +96,8 @@ class Vhost:
             password=AMQP_PASSWORD,
             virtual_host=self.name,
             connect_timeout=5,
+            # Read bodies as the bytes that arrived (py-amqp would decode text encodings).
+            frame_handler=tolerant_frame_handler,
         )
         connection.connect()
         return connection

@@ -287,3 +287,10 @@ def test_retry_count_parses_junk_safely(value: Any, expected: int) -> None:
 @pytest.mark.parametrize(("value", "expected"), COUNTS)
 def test_delivery_count_parses_junk_safely(value: Any, expected: int) -> None:
     assert delivery_count(headers_with("x-delivery-count", value)) == expected
+
+
+def test_the_frame_reader_writes_the_header_the_receipt_check_reads() -> None:
+    """workers.frames (the lowest layer) names x-undecodable-properties itself; it must be headers' name."""
+    from workers import frames
+
+    assert frames.UNDECODABLE_PROPERTIES == h.UNDECODABLE_PROPERTIES == "x-undecodable-properties"

@@ -13,7 +13,7 @@ On receipt, in this order (each a refusal to the DLQ with a reason):
 2. poison: the delivery count reached the limit;
 3. the headers and body Celery will read (:mod:`workers.delivery.receipt`):
    wrong types, properties that were not UTF-8 (the consuming connection
-   reads frames with :mod:`workers.delivery.frames`, so such a message
+   reads frames with :mod:`workers.frames`, so such a message
    reaches this point instead of killing the connection);
 4. an ``eta`` still ahead (a producer that did not use the platform's
    publisher): the message goes on to the broker's delay levels, never held
@@ -42,10 +42,10 @@ from kombu.exceptions import ContentDisallowed
 from config.app import platform_config
 from workers.delivery.classify import ErrorClass
 from workers.delivery.delays import DelayError, delay_units, seconds_until
-from workers.delivery.frames import TOLERANT_TRANSPORT_OPTIONS
 from workers.delivery.headers import Failure, delivery_count, retry_count
 from workers.delivery.lifecycle import Lifecycle, install_lifecycle
 from workers.delivery.receipt import Refusal, check_body, check_headers
+from workers.frames import TOLERANT_TRANSPORT_OPTIONS
 
 logger = logging.getLogger(__name__)
 

@@ -55,7 +55,9 @@ BROKER_DEATH_AT = "x-broker-death-at"
 
 #: When a delayed task is due (ISO 8601 UTC), set when it enters the delay levels.
 DELAY_DUE_AT = "x-delay-due-at"
-#: Message properties that were not UTF-8 on receipt: name -> their raw bytes (set by the worker).
+#: Message properties that were not UTF-8 on receipt: name -> their raw bytes. Set by the
+#: frame reader (:mod:`workers.frames`, below every wing and not pure, so it names it too;
+#: a unit test keeps the two equal).
 UNDECODABLE_PROPERTIES = "x-undecodable-properties"
 
 #: The event type of a delivery translated from a CloudEvent (kept on retries and dead letters).

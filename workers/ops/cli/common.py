@@ -25,7 +25,7 @@ import click
 from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
-from workers.broker import masked_url
+from workers.broker import masked_url, reading_connection
 from workers.ops.text import json_safe
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def broker_connection(app: Celery) -> Iterator[Connection]:
     """A connection to ``app``'s broker; an unreachable broker exits 3 with one line."""
     url = masked_url(app.conf.broker_url)
     try:
-        with app.connection_for_write() as connection:
+        with reading_connection(app) as connection:
             connection.ensure_connection(max_retries=1)
             yield connection
     except (OperationalError, OSError, AMQPError) as exc:

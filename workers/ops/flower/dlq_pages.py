@@ -31,7 +31,7 @@ from tornado.web import url
 
 from config.app import platform_config
 from config.topology import dead_letter_queue
-from workers.broker import SCAN_LIMIT
+from workers.broker import SCAN_LIMIT, reading_connection
 from workers.ops import dlq
 from workers.ops.text import age_text, json_safe
 
@@ -109,7 +109,7 @@ class PlatformHandler(BaseHandler):
 
     def summarize(self, queue: str, letters_shown: int) -> QueueSummary:
         """Browse ``queue``'s DLQ (no side effects) and compute its stats; blocking."""
-        with self.capp.connection_for_write() as connection:
+        with reading_connection(self.capp) as connection:
             try:
                 letters = dlq.browse(connection, queue, limit=SCAN_LIMIT + 1)
             except dlq.UnknownQueue:
@@ -179,7 +179,7 @@ class DlqReplayAction(PlatformHandler):
         self.redirect(f"{self.reverse_url('dlq-queue', name)}?{query}", status=303)
 
     def _replay(self, name: str, selection: dlq.Filter, who: str) -> dlq.ReplayResult:
-        with self.capp.connection_for_write() as connection:
+        with reading_connection(self.capp) as connection:
             return dlq.replay_and_audit(
                 connection,
                 name,
@@ -201,7 +201,7 @@ class DlqPurgeAction(PlatformHandler):
         self.redirect(f"{self.reverse_url('dlq-queue', name)}?action=purge&count={deleted}", status=303)
 
     def _purge(self, name: str, who: str) -> int:
-        with self.capp.connection_for_write() as connection:
+        with reading_connection(self.capp) as connection:
             return dlq.purge_and_audit(connection, name, who=who, run_dir=self.settings_.run_dir)
 
 

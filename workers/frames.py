@@ -23,8 +23,10 @@ original, byte for byte.
 py-amqp's ``Connection`` takes the frame reader as its ``frame_handler``
 argument, and kombu passes a connection's transport options through to it:
 the platform consumer opens its consuming connection with
-:data:`TOLERANT_TRANSPORT_OPTIONS` (``PlatformConsumer.connection_for_read``).
-Publishing connections don't need it: they receive no task messages.
+:data:`TOLERANT_TRANSPORT_OPTIONS` (``PlatformConsumer.connection_for_read``),
+and so do the tools that read messages (:func:`workers.broker.reading_connection`,
+:func:`workers.broker.amqp_connection`): a dead letter browsed, replayed or
+exported is the bytes that arrived, too.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from amqp import spec
 from amqp.exceptions import UnexpectedFrame
 from amqp.serialization import loads
 
-from workers.delivery.headers import UNDECODABLE_PROPERTIES
+#: Header naming the message properties that were not UTF-8 on receipt (name -> raw bytes).
+#: Named here, below every wing; :mod:`workers.delivery.headers` lists it with the others.
+UNDECODABLE_PROPERTIES = "x-undecodable-properties"
 
 #: Methods the broker sends with content: basic.return, basic.deliver, basic.get-ok.
 _CONTENT_METHODS = frozenset({spec.Basic.Return, spec.Basic.Deliver, spec.Basic.GetOk})
