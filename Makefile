@@ -21,11 +21,11 @@ export PY
 #: The seed's event subscriptions (email, analytics, inventory on order.created),
 #: for the targets that run the platform; set it empty to run without events.
 PLATFORM_SUBSCRIPTIONS_FILE ?= config/subscriptions.toml
-topology worker up down flower demo metrics alerts dlq-list dlq-replay events-backfill: \
+topology worker up down flower demo metrics alerts dlq-list dlq-replay delays events-backfill: \
 	export PLATFORM_SUBSCRIPTIONS_FILE := $(PLATFORM_SUBSCRIPTIONS_FILE)
 
 .PHONY: help setup broker topology worker up down flower demo test lint fmt logs dlq-list dlq-replay \
-	metrics alerts events-backfill \
+	delays metrics alerts events-backfill \
 	bench bench-quick clean
 
 help: ## List the targets
@@ -93,6 +93,9 @@ dlq-list: broker ## Every queue's DLQ depth, oldest dead letter and retry depths
 dlq-replay: broker ## Replay dead letters: make dlq-replay QUEUE=orders ARGS="--error-class transient --dry-run"
 	@test -n "$(QUEUE)" || { echo "dlq-replay: say which queue, e.g. make dlq-replay QUEUE=orders" >&2; exit 2; }
 	$(CELERY) dlq replay $(QUEUE) $(ARGS)
+
+delays: broker ## Delayed tasks per delay level and the next due: make delays ARGS="peek --limit 20"
+	$(CELERY) delays $(or $(ARGS),stats)
 
 events-backfill: broker ## Backfill a new subscriber from the event log: make events-backfill SERVICE=fraud
 	@test -n "$(SERVICE)" || { echo "events-backfill: say which service, e.g. SERVICE=fraud" >&2; exit 2; }
