@@ -35,6 +35,28 @@ class Sizes:
     fan_out_events: int = 20_000
     #: Events the one-at-a-time side of the fan-out case publishes.
     fan_out_one_events: int = 2_000
+    #: Tasks each publish-rate side of the delays case sends one at a time, then in one batch.
+    delay_publish_one: int = 5_000
+    delay_publish_batch: int = 20_000
+    #: Countdown of the delayed publish-rate side, in seconds.
+    delay_publish_countdown: float = 60.0
+    #: Delayed tasks per second of the lateness side, and for how many seconds.
+    delay_rate: int = 500
+    delay_seconds: float = 5.0
+    #: Range of the lateness side's countdowns (uniform), in seconds.
+    delay_range: tuple[float, float] = (0.05, 4.0)
+    #: Publisher processes sharing the lateness side's rate.
+    delay_publishers: int = 3
+    #: Delayed messages waiting in the broker while the platform worker's memory is read.
+    delay_parked: int = 100_000
+    #: Delayed messages the stock worker holds (it stops taking them near 3,000 here).
+    delay_stock_parked: int = 2_000
+    #: Countdown tasks per second the stock publisher sends.
+    delay_stock_rate: int = 400
+    #: Longest wait for the stock worker to take its parked messages, in seconds.
+    delay_stock_hold_timeout: float = 30.0
+    #: Seconds a worker runs with its parked messages before memory is read again.
+    delay_settle: float = 3.0
     #: Default rounds per case (at least 3).
     rounds: int = 3
     #: Also measure sides that only explain a cost (no idempotency, no events, raw prefetch 1).
@@ -61,6 +83,14 @@ QUICK = Sizes(
     replay_letters=200,
     fan_out_events=300,
     fan_out_one_events=100,
+    delay_publish_one=50,
+    delay_publish_batch=200,
+    delay_seconds=0.4,
+    delay_range=(0.05, 0.3),
+    delay_parked=1_000,
+    delay_stock_parked=100,
+    delay_stock_hold_timeout=3.0,
+    delay_settle=0.3,
     explainers=False,
     profile=False,
 )

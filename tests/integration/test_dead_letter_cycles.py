@@ -33,16 +33,7 @@ def broker_dead_letter(vhost, env: dict[str, str], task: str, args: list) -> tup
     assert declared.returncode == 0, declared.stderr
     body, headers = celery_message(task, args)
     vhost.publish("orders", body, headers=headers, exchange="platform.tasks")
-    with vhost.connect() as connection:
-        channel = connection.channel()
-
-        def returned_once_more() -> bool:
-            message = channel.basic_get("orders", no_ack=False)
-            if message is not None:
-                channel.basic_reject(message.delivery_tag, requeue=True)
-            return message is None and vhost.depth("orders.dlq") == 1
-
-        wait_for(returned_once_more, timeout=30, message="RabbitMQ to dead-letter the message itself")
+    vhost.give_back_until_dead_lettered("orders")
     return headers["id"], body
 
 

@@ -233,16 +233,7 @@ def test_retrying_ten_times_through_the_same_levels_and_a_broker_dead_letter_in_
     # A message that went through the levels, then was dead-lettered by the broker itself
     # (its x-death names delay levels and payments), is replayed and delays itself again.
     delayed = client.send_task("tests.retry_with_countdown", args=[0.05, 1], countdown=0.1, queue="payments")
-    with vhost.connect() as connection:
-        channel = connection.channel()
-
-        def returned_until_dead_lettered() -> bool:
-            message = channel.basic_get("payments", no_ack=False)
-            if message is not None:
-                channel.basic_reject(message.delivery_tag, requeue=True)
-            return vhost.depth("payments.dlq") == 1
-
-        wait_for(returned_until_dead_lettered, timeout=30, message="the broker to dead-letter it")
+    vhost.give_back_until_dead_lettered("payments")
     replayed = run_cli(platform_env, "dlq", "replay", "payments")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     start_worker(queues="payments")

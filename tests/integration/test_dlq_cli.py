@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import run_cli
 from tests.support.ledger import events
 from tests.support.messages import celery_message, header
 from tests.support.wait import wait_for
@@ -44,22 +45,6 @@ def declared(env: dict[str, str]) -> dict[str, str]:
     result = run_cli(env, "topology", "declare")
     assert result.returncode == 0, result.stderr
     return env
-
-
-def run_cli(
-    env: dict[str, str], *args: str, input: str | None = None, timeout: float = 90
-) -> subprocess.CompletedProcess[str]:
-    """``python -m celery -A config <args>`` in a subprocess."""
-    return subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "config", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        input=input,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def dlq_json(env: dict[str, str], *args: str) -> Any:

@@ -124,6 +124,30 @@ class Vhost:
                     return messages
                 messages.append(message)
 
+    def give_back_until_dead_lettered(self, queue: str, timeout: float = 30) -> None:
+        """Take ``queue``'s messages and give them back until RabbitMQ dead-letters them itself.
+
+        A quorum queue counts each give-back as a delivery; past its
+        ``x-delivery-limit`` the broker moves the message to the queue's DLQ
+        with ``x-death`` reason ``delivery_limit`` (no platform headers).
+        """
+        from tests.support.wait import wait_for
+
+        with self.connect() as connection:
+            channel = connection.channel()
+
+            def empty_after_giving_back() -> bool:
+                message = channel.basic_get(queue, no_ack=False)
+                if message is not None:
+                    channel.basic_reject(message.delivery_tag, requeue=True)
+                return message is None and self.depth(f"{queue}.dlq") > 0
+
+            wait_for(
+                empty_after_giving_back,
+                timeout=timeout,
+                message=f"RabbitMQ to dead-letter {queue}'s messages",
+            )
+
     def publish(
         self,
         queue: str,

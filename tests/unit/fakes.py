@@ -19,7 +19,6 @@ integration tests against a real broker.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from kombu.message import Message
 
 from config.app import create_app
 from config.settings import Settings
+from tests.support.messages import celery_message
 
 #: Nothing listens here: if a fake is ever bypassed, the test fails fast instead
 #: of publishing to the developer's RabbitMQ.
@@ -211,22 +211,7 @@ def install_fake_producers(app: Celery, broker: FakeBroker) -> None:
 
 def celery_headers(task: str, task_id: str | None = None, **extra: Any) -> dict[str, Any]:
     """The headers of a Celery protocol 2 task message (what ``apply_async`` sends)."""
-    task_id = task_id or str(uuid.uuid4())
-    headers = {
-        "lang": "py",
-        "task": task,
-        "id": task_id,
-        "root_id": task_id,
-        "parent_id": None,
-        "group": None,
-        "retries": 0,
-        "eta": None,
-        "expires": None,
-        "argsrepr": "()",
-        "kwargsrepr": "{}",
-        "origin": "unit-tests",
-        "ignore_result": False,
-    }
+    _, headers = celery_message(task, task_id=task_id)
     headers.update(extra)
     return headers
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.bench.cases import drain, enqueue, fan_out, latency, memory, peer, replay_rate, retry_storm
+from tests.bench.cases import delays, drain, enqueue, fan_out, latency, memory, peer, replay_rate, retry_storm
 from tests.bench.runner import Case
 from tests.bench.sizes import Sizes
 
@@ -18,6 +18,7 @@ CASES: dict[str, Callable[[Sizes], Case]] = {
     "peer": peer.case,
     "replay_rate": replay_rate.case,
     "fan_out": fan_out.case,
+    "delays": delays.case,
 }
 
 #: Cases of later issues: listed in the table and the JSON, not measured.

@@ -46,9 +46,14 @@ class DelayLateness(bootsteps.StartStopStep):
         self.timer = c.timer.call_repeatedly(FLUSH_INTERVAL, self.flush)
 
     def stop(self, c: Any) -> None:
+        """The consumer restarts (a lost connection): write what was counted so far."""
         if self.timer is not None:
             self.timer.cancel()
         self.flush()
+
+    def shutdown(self, c: Any) -> None:
+        """The worker stops (Celery sends consumer steps ``shutdown``, not ``stop``)."""
+        self.stop(c)
 
     def flush(self) -> None:
         try:
