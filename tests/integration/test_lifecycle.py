@@ -143,7 +143,7 @@ def test_publishing_with_the_broker_unreachable_raises_a_clear_error_quickly(tmp
     )
     app = create_app(settings, main="unreachable")
 
-    @app.task(name="tests.ok")
+    @app.task(name="tests.ok", shared=False)
     def ok() -> None: ...
 
     started = time.monotonic()
@@ -156,7 +156,7 @@ def test_an_unroutable_publish_raises_instead_of_vanishing(vhost, client):
     """With mandatory publishing and confirms, a message no queue takes is an
     error for the publisher, not a silent drop."""
 
-    @client.task(name="tests.ok")
+    @client.task(name="tests.ok", shared=False)
     def ok() -> None: ...
 
     with client.connection_for_write() as connection:
@@ -168,7 +168,7 @@ def test_an_unroutable_publish_raises_instead_of_vanishing(vhost, client):
 def test_delay_returns_only_once_the_broker_has_the_message(vhost, client):
     """delay() is confirmed: right after it returns the message is in the queue."""
 
-    @client.task(name="tests.ok")
+    @client.task(name="tests.ok", shared=False)
     def ok() -> None: ...
 
     for expected in (1, 2, 3):

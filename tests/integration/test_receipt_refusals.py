@@ -182,7 +182,7 @@ def test_apply_many_routes_by_the_tasks_own_queue_option(vhost, client):
     """Given a task declared with queue="payments" in a module routed to no queue,
     apply_many puts its messages where apply_async does: in payments."""
 
-    @client.task(name="tests.routed_by_option", queue="payments")
+    @client.task(name="tests.routed_by_option", queue="payments", shared=False)
     def routed() -> None: ...
 
     with client.connection_for_write() as connection:

@@ -119,7 +119,7 @@ def test_a_worker_restart_during_backoff_loses_nothing(vhost, client, start_work
     worker stops and starts again, all 1,000 complete, each exactly once."""
     ledger = tmp_path / "ledger.txt"
 
-    @client.task(name="tests.flaky_long")
+    @client.task(name="tests.flaky_long", shared=False)
     def flaky_long() -> None: ...
 
     worker = start_worker(concurrency=2)
@@ -149,7 +149,7 @@ def test_messages_in_backoff_cost_the_worker_no_memory_and_no_unacked_slots(vhos
     worker. Failed attempts leave no reference cycles behind (workers.delivery.verdict
     releases them), so pool processes stay flat too."""
 
-    @client.task(name="tests.backoff_forever")
+    @client.task(name="tests.backoff_forever", shared=False)
     def backoff_forever() -> None: ...
 
     worker = start_worker(concurrency=2)
@@ -182,7 +182,7 @@ def test_a_poison_message_is_dead_lettered_while_healthy_work_completes(
     behind it all complete."""
     ledger = tmp_path / "ledger.txt"
 
-    @client.task(name="tests.ok")
+    @client.task(name="tests.ok", shared=False)
     def ok() -> None: ...
 
     start_worker(concurrency=2)

@@ -38,13 +38,15 @@ def _how_it_came(request: object) -> str:
     return f"beat={getattr(request, 'celery_beat_task', None)} routing_key={delivery.get('routing_key')}"
 
 
-@app.task(bind=True, name="tests.beat.orders.tick")
+@app.task(bind=True, name="tests.beat.orders.tick", shared=False)
 def tick(self) -> None:
     """Succeeds: one ``tick`` line per run."""
     record("tick", self.request.id, _how_it_came(self.request))
 
 
-@app.task(bind=True, name="tests.beat.payments.retrying_tick", retry_base=0.2, retry_jitter_max=0.1)
+@app.task(
+    bind=True, name="tests.beat.payments.retrying_tick", retry_base=0.2, retry_jitter_max=0.1, shared=False
+)
 def retrying_tick(self) -> None:
     """Times out on the first attempt of every run, succeeds on its retry (through ``payments.retry.1``)."""
     retry_count = getattr(self.request, "x-retry-count", None)
@@ -58,14 +60,14 @@ def retrying_tick(self) -> None:
     record("retrying-done", self.request.id)
 
 
-@app.task(bind=True, name="tests.beat.orders.rejected_tick")
+@app.task(bind=True, name="tests.beat.orders.rejected_tick", shared=False)
 def rejected_tick(self) -> None:
     """Fails for good on every run: straight to ``orders.dlq``."""
     record("rejected-attempt", self.request.id, str(self.request.retries))
     raise PermanentError("the nightly report is misconfigured")
 
 
-@app.task(bind=True, name="tests.beat.payments.delayed_tick")
+@app.task(bind=True, name="tests.beat.payments.delayed_tick", shared=False)
 def delayed_tick(self, published_at: float) -> None:
     """Runs ``COUNTDOWN`` after beat published it; records when beat published it and when it was due."""
     due_at = getattr(self.request, "x-delay-due-at", None)

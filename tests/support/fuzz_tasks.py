@@ -52,28 +52,28 @@ def _note(self: Any, event: str, args: tuple[Any, ...], kwargs: Any) -> str:
     return marker
 
 
-@app.task(bind=True, name="tests.fuzz.record", **FAST_RETRIES)
+@app.task(bind=True, name="tests.fuzz.record", **FAST_RETRIES, shared=False)
 def record_marker(self, *args: Any, **kwargs: Any) -> None:
     """Succeeds, recording the marker (idempotent: a redelivered id is not run again)."""
     _note(self, ATTEMPT, args, kwargs)
     _note(self, PROCESSED, args, kwargs)
 
 
-@app.task(bind=True, name="tests.fuzz.record_always", idempotent=False, **FAST_RETRIES)
+@app.task(bind=True, name="tests.fuzz.record_always", idempotent=False, **FAST_RETRIES, shared=False)
 def record_marker_always(self, *args: Any, **kwargs: Any) -> None:
     """Like ``tests.fuzz.record`` without idempotency: for messages whose id is not unique."""
     _note(self, ATTEMPT, args, kwargs)
     _note(self, PROCESSED, args, kwargs)
 
 
-@app.task(bind=True, name="tests.fuzz.refuse", **FAST_RETRIES)
+@app.task(bind=True, name="tests.fuzz.refuse", **FAST_RETRIES, shared=False)
 def refuse(self, *args: Any, **kwargs: Any) -> None:
     """Fails permanently: the message belongs in the DLQ at once."""
     marker = _note(self, ATTEMPT, args, kwargs)
     raise PermanentError(f"fuzz message {marker} is refused")
 
 
-@app.task(bind=True, name="tests.fuzz.flaky", **FAST_RETRIES)
+@app.task(bind=True, name="tests.fuzz.flaky", **FAST_RETRIES, shared=False)
 def flaky(self, *args: Any, **kwargs: Any) -> None:
     """Times out on its first attempt, then succeeds (one trip through a delay queue)."""
     marker = _note(self, ATTEMPT, args, kwargs)
@@ -82,7 +82,7 @@ def flaky(self, *args: Any, **kwargs: Any) -> None:
     _note(self, PROCESSED, args, kwargs)
 
 
-@app.task(bind=True, name="tests.fuzz.crash", **FAST_RETRIES)
+@app.task(bind=True, name="tests.fuzz.crash", **FAST_RETRIES, shared=False)
 def crash(self, *args: Any, **kwargs: Any) -> None:
     """Fails with an unclassified error every time: retried twice, then dead-lettered."""
     marker = _note(self, ATTEMPT, args, kwargs)

@@ -18,6 +18,6 @@ app.conf.update(
 )
 
 
-@app.task(name="stock.noop")
+@app.task(name="stock.noop", shared=False)
 def noop() -> None:
     return None

@@ -27,13 +27,13 @@ def record(event: str, task_id: str, extra: str = "") -> None:
         os.close(fd)
 
 
-@app.task(bind=True, name="tests.ok")
+@app.task(bind=True, name="tests.ok", shared=False)
 def ok(self, value: object = None) -> object:
     record("done", self.request.id)
     return value
 
 
-@app.task(bind=True, name="tests.flaky", retry_base=0.2, retry_jitter_max=0.1)
+@app.task(bind=True, name="tests.flaky", retry_base=0.2, retry_jitter_max=0.1, shared=False)
 def flaky(self, fail_times: int) -> int:
     record("attempt", self.request.id, str(self.request.retries))
     if self.request.retries < fail_times:
@@ -42,38 +42,38 @@ def flaky(self, fail_times: int) -> int:
     return self.request.retries
 
 
-@app.task(bind=True, name="tests.always_transient", retry_base=0.05, retry_jitter_max=0.05)
+@app.task(bind=True, name="tests.always_transient", retry_base=0.05, retry_jitter_max=0.05, shared=False)
 def always_transient(self) -> None:
     record("attempt", self.request.id, str(self.request.retries))
     raise TimeoutError("upstream never answers")
 
 
-@app.task(bind=True, name="tests.permanent")
+@app.task(bind=True, name="tests.permanent", shared=False)
 def permanent(self) -> None:
     record("attempt", self.request.id, str(self.request.retries))
     raise PermanentError("order 42 is invalid: <script>alert(1)</script>")
 
 
-@app.task(bind=True, name="tests.unknown", retry_base=0.05, retry_jitter_max=0.05)
+@app.task(bind=True, name="tests.unknown", retry_base=0.05, retry_jitter_max=0.05, shared=False)
 def unknown(self) -> None:
     record("attempt", self.request.id, str(self.request.retries))
     raise RuntimeError("something unexpected")
 
 
-@app.task(bind=True, name="tests.slow")
+@app.task(bind=True, name="tests.slow", shared=False)
 def slow(self, seconds: float) -> None:
     record("start", self.request.id)
     time.sleep(seconds)
     record("done", self.request.id)
 
 
-@app.task(bind=True, name="tests.die")
+@app.task(bind=True, name="tests.die", shared=False)
 def die(self) -> None:
     record("attempt", self.request.id)
     os._exit(1)
 
 
-@app.task(bind=True, name="tests.commit_then_die")
+@app.task(bind=True, name="tests.commit_then_die", shared=False)
 def commit_then_die(self, key: str) -> None:
     """Commit a side effect with the completion mark, then die before the ack."""
     record("attempt", self.request.id)
@@ -85,7 +85,7 @@ def commit_then_die(self, key: str) -> None:
     os._exit(1)
 
 
-@app.task(bind=True, name="tests.flaky_long", retry_base=15.0, retry_jitter_max=0.5)
+@app.task(bind=True, name="tests.flaky_long", retry_base=15.0, retry_jitter_max=0.5, shared=False)
 def flaky_long(self) -> None:
     """Fails once, then waits about 15 s in the broker before succeeding.
 
@@ -98,7 +98,12 @@ def flaky_long(self) -> None:
 
 
 @app.task(
-    bind=True, name="tests.backoff_forever", retry_base=300.0, retry_max_delay=300.0, retry_jitter_max=0.5
+    bind=True,
+    name="tests.backoff_forever",
+    retry_base=300.0,
+    retry_max_delay=300.0,
+    retry_jitter_max=0.5,
+    shared=False,
 )
 def backoff_forever(self) -> None:
     """Fails transiently; the retry waits five minutes in the broker (longer than any test)."""
@@ -112,6 +117,7 @@ def backoff_forever(self) -> None:
     retry_jitter_max=0.01,
     retry_max_delay=0.1,
     max_retries=12,
+    shared=False,
 )
 def flaky_many(self, fail_times: int) -> int:
     """Times out ``fail_times`` times (capped waits of 0.1 s, so later retries share the last tier)."""
@@ -122,7 +128,7 @@ def flaky_many(self, fail_times: int) -> int:
     return self.request.retries
 
 
-@app.task(bind=True, name="tests.slow_backoff", retry_base=2.5, retry_jitter_max=0.1)
+@app.task(bind=True, name="tests.slow_backoff", retry_base=2.5, retry_jitter_max=0.1, shared=False)
 def slow_backoff(self) -> None:
     """Fails once, then waits 2.5 s in the broker (longer than a short ``expires``)."""
     record("attempt", self.request.id, str(self.request.retries))
@@ -131,7 +137,7 @@ def slow_backoff(self) -> None:
     record("done", self.request.id)
 
 
-@app.task(bind=True, name="tests.retry_with_countdown")
+@app.task(bind=True, name="tests.retry_with_countdown", shared=False)
 def retry_with_countdown(self, countdown: float, times: int = 1) -> None:
     """Retries itself ``times`` times with ``self.retry(countdown=...)`` (the delay levels hold it)."""
     record("attempt", self.request.id, str(self.request.retries))
