@@ -23,10 +23,13 @@ waits in the queue, then is dead-lettered on to the next level's exchange; a
 bit of 0 passes straight on through an exchange-to-exchange binding. After
 level 0 the delayed exchange routes it by the target queue's name::
 
-    platform.delay.27 --bit 1--> [queue platform.delay.27, TTL 10 ms * 2**27] --expired--+
+    platform.delay.H --bit 1--> [queue platform.delay.H, TTL 10 ms * 2**H] --expired--+
          |  bit 0                                                                         |
          v                                                                                v
-    platform.delay.26 ... platform.delay.0 --> platform.delayed --*...*.<q>--> <q>
+    platform.delay.H-1 ... platform.delay.0 --> platform.delayed --*...*.<q>--> <q>
+
+A message enters at level H, its delay's highest set bit (the levels above
+would only pass it on, and each hop costs the broker a topic match).
 
 Every message in a level waits the same time, so RabbitMQ's head-of-queue
 expiry never makes one wait behind another (the way per-message TTLs would):
@@ -59,10 +62,6 @@ DELAY_LEVELS = 28
 def delay_level(level: int) -> str:
     """Name of delay level ``level``: its topic exchange and its queue share it."""
     return f"platform.delay.{level}"
-
-
-#: Where a delayed message enters the levels: the highest one.
-DELAY_ENTRY_EXCHANGE = delay_level(DELAY_LEVELS - 1)
 
 
 def delay_binding_key(queue: str) -> str:

@@ -49,6 +49,8 @@ class Sizes:
     delay_publishers: int = 3
     #: Delayed messages waiting in the broker while the platform worker's memory is read.
     delay_parked: int = 100_000
+    #: Also measure stock Celery's countdown on a classic queue (informational; full runs).
+    delay_stock: bool = True
     #: Delayed messages the stock worker holds (it stops taking them near 3,000 here).
     delay_stock_parked: int = 2_000
     #: Countdown tasks per second the stock publisher sends.
@@ -83,14 +85,16 @@ QUICK = Sizes(
     replay_letters=200,
     fan_out_events=300,
     fan_out_one_events=100,
-    delay_publish_one=50,
-    delay_publish_batch=200,
-    delay_seconds=0.4,
-    delay_range=(0.05, 0.3),
+    delay_publish_one=30,
+    delay_publish_batch=100,
+    delay_seconds=0.2,
+    delay_range=(0.05, 0.2),
+    delay_publishers=1,
     delay_parked=1_000,
+    delay_stock=False,
     delay_stock_parked=100,
     delay_stock_hold_timeout=3.0,
-    delay_settle=0.3,
+    delay_settle=0.2,
     explainers=False,
     profile=False,
 )

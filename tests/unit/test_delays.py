@@ -12,6 +12,7 @@ from config.topology import (
     DELAY_LEVELS,
     DELAY_RESOLUTION_MS,
     delay_binding_key,
+    delay_level,
     delay_level_arguments,
     delay_level_bindings,
 )
@@ -20,6 +21,7 @@ from workers.delivery.delays import (
     DelayError,
     check_countdown,
     check_eta,
+    delay_route,
     delay_routing_key,
     delay_units,
     levels_waited,
@@ -38,10 +40,10 @@ def topic_matches(pattern: str, key: str) -> bool:
     return re.match(regex, key) is not None
 
 
-def route_through_levels(key: str) -> list[int]:
-    """The levels whose queue ``key`` waits in, following the level exchanges as RabbitMQ would."""
+def route_through_levels(entry: str, key: str) -> list[int]:
+    """The levels whose queue ``key`` waits in, from the ``entry`` exchange down, as RabbitMQ routes it."""
     waited = []
-    for level in range(DELAY_LEVELS - 1, -1, -1):
+    for level in range(int(entry.rsplit(".", 1)[1]), -1, -1):
         to_queue, onward = delay_level_bindings(level)
         assert topic_matches(to_queue, key) != topic_matches(onward, key), "exactly one path per level"
         if topic_matches(to_queue, key):
@@ -68,10 +70,12 @@ def test_a_delay_is_counted_in_units_rounded_up_so_nothing_runs_early(seconds: f
 
 @pytest.mark.parametrize("units", [1, 2, 3, 150, 1024, 360_000, 2**DELAY_LEVELS - 1])
 def test_a_routing_key_waits_exactly_its_delay_across_the_levels(units: int) -> None:
-    """Given a delay in units, the level exchanges send the message into exactly
-    the levels of its set bits, whose waits add up to the delay."""
-    key = delay_routing_key(units, "email.events")
-    waited = route_through_levels(key)
+    """Given a delay in units, it enters at its highest set bit's level, and the
+    level exchanges send it into exactly the levels of its set bits, whose waits
+    add up to the delay."""
+    entry, key = delay_route(units, "email.events")
+    assert entry == delay_level(units.bit_length() - 1)
+    waited = route_through_levels(entry, key)
     assert waited == levels_waited(units)
     assert (
         sum(delay_level_arguments(level)["x-message-ttl"] for level in waited) == units * DELAY_RESOLUTION_MS
@@ -132,7 +136,7 @@ def test_a_future_eta_is_cleared_and_sent_into_the_levels_with_its_due_time() ->
     due = NOW + timedelta(seconds=1.5)
     headers = {"eta": due.isoformat()}
     exchange, key = delayed_destination(headers, "orders", NOW)
-    assert exchange == f"platform.delay.{DELAY_LEVELS - 1}"
+    assert exchange == "platform.delay.7"  # 150 units: 0b10010110, highest bit 7
     assert key == delay_routing_key(150, "orders")
     assert headers["eta"] is None
     assert headers[DELAY_DUE_AT] == "2026-12-01T12:00:01.500+00:00"

@@ -29,8 +29,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from config.app import platform_config
-from config.topology import DEAD_LETTER_EXCHANGE, DELAY_ENTRY_EXCHANGE, Topology
-from workers.delivery.delays import delay_routing_key, delay_units, seconds_until
+from config.topology import DEAD_LETTER_EXCHANGE, Topology
+from workers.delivery.delays import delay_route, delay_units, seconds_until
 from workers.delivery.headers import (
     DELAY_DUE_AT,
     TASK_ID,
@@ -140,9 +140,7 @@ class Lifecycle:
         headers[DELAY_DUE_AT] = due.isoformat(timespec="milliseconds")
         if units == 0:  # due now: straight back to its queue
             return self._move(message, "", queue, headers, ack, requeue)
-        return self._move(
-            message, DELAY_ENTRY_EXCHANGE, delay_routing_key(units, queue), headers, ack, requeue
-        )
+        return self._move(message, *delay_route(units, queue), headers, ack, requeue)
 
     def dead_letter(
         self,

@@ -20,8 +20,8 @@ from typing import Any
 from celery.app.amqp import AMQP
 
 from config.app import platform_config
-from config.topology import DELAY_ENTRY_EXCHANGE, TASKS_EXCHANGE
-from workers.delivery.delays import DelayError, check_countdown, check_eta, delay_routing_key, delay_units
+from config.topology import TASKS_EXCHANGE
+from workers.delivery.delays import DelayError, check_countdown, check_eta, delay_route, delay_units
 from workers.delivery.headers import DELAY_DUE_AT
 
 
@@ -49,7 +49,7 @@ def delayed_destination(
     if units == 0:
         return None
     headers[DELAY_DUE_AT] = due.astimezone(UTC).isoformat(timespec="milliseconds")
-    return DELAY_ENTRY_EXCHANGE, delay_routing_key(units, queue)
+    return delay_route(units, queue)
 
 
 class PlatformAMQP(AMQP):

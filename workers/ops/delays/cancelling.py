@@ -12,7 +12,6 @@ import amqp
 
 from config.topology import (
     DEAD_LETTER_EXCHANGE,
-    DELAY_ENTRY_EXCHANGE,
     dead_letter_queue,
     delay_level,
 )
@@ -67,7 +66,7 @@ def cancelled_copy(
         failure=cancel_failure(task, who),
         origin=Origin(
             queue=task.target_queue or "",
-            exchange=str(info.get("exchange") or DELAY_ENTRY_EXCHANGE),
+            exchange=str(info.get("exchange") or task.delay_queue),
             routing_key=task.routing_key,
         ),
         retries=retry_count(headers),
