@@ -7,8 +7,8 @@
 - ``POST /dlq/<queue>/replay`` and ``POST /dlq/<queue>/purge``: authenticated
   like every Flower page, and always XSRF-checked (Flower itself skips the
   token check when no auth is configured; these actions change the broker);
-- ``GET /broker``: Flower's broker view, listing retry and dead-letter queues
-  too (Flower lists only queues some worker consumes).
+- ``GET /broker``: Flower's broker view, listing retry, dead-letter and delay-level
+  queues too (Flower lists only queues some worker consumes).
 
 Broker work (and the audit record of a replay or purge, written by
 :mod:`workers.ops.dlq.actions` as for the CLI) runs on Flower's executor,
