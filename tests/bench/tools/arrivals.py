@@ -13,11 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import time
-import urllib.parse
 from datetime import datetime
 
 import amqp
 
+from workers.broker import amqp_connection
 from workers.delivery.headers import DELAY_DUE_AT
 
 
@@ -26,14 +26,7 @@ def main() -> None:
     parser.add_argument("--queue", required=True)
     parser.add_argument("--prefetch", type=int, default=100)
     options = parser.parse_args()
-    url = urllib.parse.urlsplit(os.environ["CELERY_BROKER_URL"])
-    connection = amqp.Connection(
-        f"{url.hostname}:{url.port or 5672}",
-        userid=urllib.parse.unquote(url.username or "guest"),
-        password=urllib.parse.unquote(url.password or "guest"),
-        virtual_host=urllib.parse.unquote(url.path[1:]) or "/",
-    )
-    connection.connect()
+    connection = amqp_connection(os.environ["CELERY_BROKER_URL"], timeout=10)
     channel = connection.channel()
     channel.basic_qos(0, options.prefetch, False)
     out = os.open(os.environ["BENCH_STAMPS"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import urllib.parse
 
 import amqp
 
 from tests.bench.apps import marks
+from workers.broker import amqp_connection
 
 
 def main() -> None:
@@ -20,14 +20,7 @@ def main() -> None:
     parser.add_argument("--queue", required=True)
     parser.add_argument("--prefetch", type=int, default=100)
     options = parser.parse_args()
-    url = urllib.parse.urlsplit(os.environ["CELERY_BROKER_URL"])
-    connection = amqp.Connection(
-        f"{url.hostname}:{url.port or 5672}",
-        userid=urllib.parse.unquote(url.username or "guest"),
-        password=urllib.parse.unquote(url.password or "guest"),
-        virtual_host=urllib.parse.unquote(url.path[1:]) or "/",
-    )
-    connection.connect()
+    connection = amqp_connection(os.environ["CELERY_BROKER_URL"], timeout=10)
     channel = connection.channel()
     channel.basic_qos(0, options.prefetch, False)
 
