@@ -7,6 +7,7 @@ with :class:`SettingsError`, whose message names the variable.
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 import re
@@ -190,6 +191,20 @@ def _names(name: str, raw: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def _exception_classes(name: str, raw: str) -> tuple[str, ...]:
+    """Dotted paths of exception classes, each checked to import (a typo would never match)."""
+    paths = _names(name, raw)
+    for path in paths:
+        module_name, _, attribute = path.rpartition(".")
+        try:
+            candidate = getattr(importlib.import_module(module_name or "builtins"), attribute)
+        except (ImportError, AttributeError, ValueError):
+            raise SettingsError(f"{name}: {path!r} is not an importable exception class") from None
+        if not (isinstance(candidate, type) and issubclass(candidate, BaseException)):
+            raise SettingsError(f"{name}: {path!r} is not an exception class")
+    return paths
+
+
 def _queue_names(name: str, raw: str) -> tuple[str, ...]:
     names = _names(name, raw)
     if not names:
@@ -284,8 +299,8 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "delivery_limit": _number(int, 1),
     "publish_timeout": _number(float, 0.1),
     "traceback_limit": _number(int, 100),
-    "extra_transient": _names,
-    "extra_permanent": _names,
+    "extra_transient": _exception_classes,
+    "extra_permanent": _exception_classes,
     "state_url": _url("sqlite", "postgresql", "postgres"),
     "idempotency": _flag,
     "task_sent_events": _flag,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from celery import Celery
 
+from config.settings import SettingsError, load_settings
 from tests.unit.fakes import unit_app
 from workers.delivery.verdict import DeadLetterNow, RetryLater
 from workers.errors import TransientError
@@ -79,17 +80,18 @@ def test_a_bad_option_of_a_task_declared_before_the_app_is_finalized_fails_at_fi
         app.close()
 
 
-def test_an_unimportable_exception_in_the_settings_stops_the_app_naming_the_bad_name(tmp_path: Path) -> None:
-    """Given PLATFORM_EXTRA_TRANSIENT naming a class that does not exist, the app
-    fails to finalize (its first task, one of Celery's own, is checked) with
-    ValueError naming the bad dotted path."""
-    app = unit_app(tmp_path, main="bad-settings", extra_transient=("no_such_module.GatewayBusy",))
-    try:
-        declare(app)
-        with pytest.raises(ValueError, match=r"^task \S+: 'no_such_module.GatewayBusy' is not an importable"):
-            app.finalize()
-    finally:
-        app.close()
+def test_an_unimportable_exception_in_the_settings_stops_start_up_naming_the_variable() -> None:
+    """Given PLATFORM_EXTRA_TRANSIENT naming a class that does not exist, loading
+    the settings fails with one line naming the variable and the bad dotted path
+    (before any task is bound, so no task is blamed for it)."""
+    with pytest.raises(
+        SettingsError, match=r"^PLATFORM_EXTRA_TRANSIENT: 'no_such_module.GatewayBusy' is not an importable"
+    ):
+        load_settings({"PLATFORM_EXTRA_TRANSIENT": "no_such_module.GatewayBusy"})
+    with pytest.raises(
+        SettingsError, match=r"^PLATFORM_EXTRA_PERMANENT: 'json.dumps' is not an exception class"
+    ):
+        load_settings({"PLATFORM_EXTRA_PERMANENT": "json.dumps"})
 
 
 # -- precedence: call > task > settings ---------------------------------------------
