@@ -90,13 +90,11 @@ class PlatformTask(Task):
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"task {cls.name or cls.__name__}: {exc}") from None
-        try:
-            global_rules = ClassifierRules(
-                transient=import_types(settings.extra_transient),
-                permanent=import_types(settings.extra_permanent),
-            )
-        except ValueError as exc:  # the settings' fault, not the task's (whichever is bound first)
-            raise ValueError(f"PLATFORM_EXTRA_TRANSIENT / PLATFORM_EXTRA_PERMANENT: {exc}") from None
+        # The settings checked these import when they were loaded (config.settings).
+        global_rules = ClassifierRules(
+            transient=import_types(settings.extra_transient),
+            permanent=import_types(settings.extra_permanent),
+        )
         if cls.classify_error is not None and not callable(cls.classify_error):
             raise ValueError(f"task {cls.name}: classify_error must be callable")
         cls._classifier_rules = global_rules.merged_with(
