@@ -33,6 +33,7 @@ from workers.delivery.backoff import RetryPolicy
 from workers.delivery.classify import ClassifierRules, Decider, classify, import_types
 from workers.delivery.delays import check_countdown, check_eta, seconds_until
 from workers.delivery.idempotency import CompletionStore, open_store
+from workers.delivery.options import check_celery_options
 from workers.delivery.verdict import DeadLetterNow, decide, describe
 from workers.errors import PublishError
 
@@ -106,6 +107,7 @@ class PlatformTask(Task):
         )
         if cls.idempotent is None:
             cls.idempotent = settings.idempotency
+        check_celery_options(cls, settings)
 
     # -- in the pool process -------------------------------------------------
 
