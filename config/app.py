@@ -12,7 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import click
 from celery import Celery
+from celery.signals import user_preload_options
+from celery.utils.imports import symbol_by_name
 
 from config.settings import Settings, load_settings
 from config.subscriptions import Subscription, load_subscriptions
@@ -26,8 +29,11 @@ CONSUMER_CLASS = "workers.delivery.consumer:PlatformConsumer"
 AMQP_CLASS = "workers.delivery.publishing:PlatformAMQP"
 #: Consumer bootstep that lets subscriber queues' CloudEvents run as handler tasks.
 EVENTS_STEP = "workers.events.receive:EventDeliveries"
+#: Called with the app when a ``celery`` command runs on it: errors Celery's own
+#: commands let through (``celery call`` with the broker down...) print one line.
+CLI_ERRORS = "workers.ops.cli.uncaught:install"
 #: Every dotted name this package hands to Celery (a test imports each one).
-DOTTED_NAMES = (TASK_CLASS, CONSUMER_CLASS, EVENTS_STEP, AMQP_CLASS)
+DOTTED_NAMES = (TASK_CLASS, CONSUMER_CLASS, EVENTS_STEP, AMQP_CLASS, CLI_ERRORS)
 #: The one key of ``app.conf`` that holds the platform's own objects.
 PLATFORM_KEY = "platform"
 
@@ -54,15 +60,36 @@ def platform_config(app: Celery) -> PlatformConfig:
 
 
 def route_by_module(settings: Settings) -> Any:
-    """A Celery router: a task in module ``tasks.<queue>`` goes to ``<queue>``."""
+    """A Celery router: a task goes to its queue through the tasks exchange.
+
+    The queue is the call's ``queue=`` (or the task's own ``queue=`` option),
+    else a direct ``routing_key=`` that names a platform queue, else the first
+    part of the task's module path that names a queue (``tasks.orders.x`` goes
+    to ``orders``), else the default queue. The route always names the
+    exchange and the routing key: given only a queue on a direct exchange,
+    Celery publishes through the default exchange instead
+    (``celery.app.amqp``: "convert to anon-exchange"), and a dead letter's
+    ``x-original-exchange`` would be empty. A publish to another exchange is
+    left as the caller made it (None).
+    """
     queues = set(settings.queues)
+    known = {*settings.queues, settings.default_queue}
 
     def route(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any):
-        parts = name.split(".")
-        for part in parts[:-1]:
-            if part in queues:
-                return {"queue": part}
-        return None
+        exchange = options.get("exchange")
+        exchange = getattr(exchange, "name", exchange)
+        if exchange not in (None, "", TASKS_EXCHANGE):
+            return None
+        chosen = options.get("queue")  # Celery's router made a given name a kombu Queue
+        if chosen is not None:
+            if getattr(getattr(chosen, "exchange", None), "name", TASKS_EXCHANGE) not in ("", TASKS_EXCHANGE):
+                return None
+            queue = str(getattr(chosen, "name", chosen))
+        elif options.get("routing_key") in known:
+            queue = options["routing_key"]
+        else:
+            queue = next((part for part in name.split(".")[:-1] if part in queues), settings.default_queue)
+        return {"queue": queue, "exchange": TASKS_EXCHANGE, "routing_key": queue}
 
     return route
 
@@ -169,4 +196,31 @@ def create_app(settings: Settings | None = None, main: str = "platform") -> Cele
     # Events: the step that runs subscriber queues' deliveries as handler tasks.
     if subscriptions:
         app.steps["consumer"].add(EVENTS_STEP)
+    add_cli_error_reporting(app)
     return app
+
+
+#: The preload option that keeps Python's traceback for an error a command did not catch.
+TRACEBACK_OPTION = click.Option(
+    ["--traceback"], is_flag=True, default=False, help="Show the traceback of an error instead of one line."
+)
+
+
+def add_cli_error_reporting(app: Celery) -> None:
+    """Errors Celery's own commands let through print one line (see :data:`CLI_ERRORS`).
+
+    Through Celery's seam for command-line extensions: a preload option
+    (``--traceback``, on every ``celery`` sub-command) and the
+    ``user_preload_options`` signal, which only the ``celery`` command sends,
+    once it has parsed them. A program that imports the app is left alone.
+    """
+    app.user_options["preload"].add(TRACEBACK_OPTION)
+    user_preload_options.connect(_report_cli_errors, weak=False, dispatch_uid=CLI_ERRORS)
+
+
+def _report_cli_errors(sender: Any = None, app: Any = None, options: Any = None, **kwargs: Any) -> None:
+    if app is None or not isinstance(app.conf.get(PLATFORM_KEY), PlatformConfig):
+        return
+    if (options or {}).get(TRACEBACK_OPTION.name):
+        return
+    symbol_by_name(CLI_ERRORS)(app)

@@ -11,8 +11,10 @@ import importlib
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
+from importlib.machinery import ModuleSpec
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -65,7 +67,7 @@ class Settings:
     extra_transient: tuple[str, ...] = ()
     #: Exception classes (dotted paths) added to the permanent ones.
     extra_permanent: tuple[str, ...] = ()
-    #: Where completed task ids live: ``sqlite:///path`` or ``postgresql://...``.
+    #: Where completed task ids live: ``sqlite:///path`` or ``postgresql://...`` (default: in ``run_dir``).
     state_url: str = "sqlite:///.run/state.sqlite3"
     #: Skip tasks whose id is already recorded as completed.
     idempotency: bool = True
@@ -97,6 +99,8 @@ class Settings:
     alert_dlq_inflow_per_hour: int = 10
     #: Ready messages in one queue above which an alert fires.
     alert_queue_depth: int = 1000
+    #: Seconds a queue may hold ready messages with no consumer before an alert fires.
+    alert_no_consumer_after: float = 120.0
     #: Port of the Prometheus metrics endpoint.
     metrics_port: int = 9808
     #: Share of replayed messages that may dead-letter again before a replay stops.
@@ -107,11 +111,11 @@ class Settings:
     events_source: str = "/platform"
     #: File (TOML or JSON) declaring which services subscribe to which events; empty: none.
     subscriptions_file: str = ""
-    #: Largest event body accepted at publish, in bytes (1 MiB).
+    #: Largest task or event body accepted at publish, in bytes (1 MiB); larger raises MessageTooLarge.
     max_message_bytes: int = 1_048_576
     #: Put bodies over ``max_message_bytes`` in the blob store and send a reference instead.
     claim_check: bool = False
-    #: Directory of the claim-check blob store.
+    #: Directory of the claim-check blob store (default: ``blobs`` in ``run_dir``).
     blob_dir: str = ".run/blobs"
     #: Seconds the event log stream keeps every event (7 days); 0 turns the log off.
     event_log_retention: float = 604_800.0
@@ -155,6 +159,7 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "alert_repeat_after": "PLATFORM_ALERT_REPEAT_AFTER",
     "alert_dlq_inflow_per_hour": "PLATFORM_ALERT_DLQ_INFLOW_PER_HOUR",
     "alert_queue_depth": "PLATFORM_ALERT_QUEUE_DEPTH",
+    "alert_no_consumer_after": "PLATFORM_ALERT_NO_CONSUMER_AFTER",
     "metrics_port": "PLATFORM_METRICS_PORT",
     "replay_max_refail_ratio": "PLATFORM_REPLAY_MAX_REFAIL_RATIO",
     "events_exchange": "PLATFORM_EVENTS_EXCHANGE",
@@ -203,6 +208,80 @@ def _exception_classes(name: str, raw: str) -> tuple[str, ...]:
         if not (isinstance(candidate, type) and issubclass(candidate, BaseException)):
             raise SettingsError(f"{name}: {path!r} is not an exception class")
     return paths
+
+
+def _module_names(name: str, raw: str) -> tuple[str, ...]:
+    """Dotted module names, each checked to exist, without importing (running) any of them."""
+    modules = _names(name, raw)
+    for module in modules:
+        if not _module_exists(module):
+            raise SettingsError(f"{name}: no module named {module!r} (a typo? each must be importable)")
+    return modules
+
+
+def _module_exists(module: str) -> bool:
+    """Whether ``module`` can be imported: asks the import system's finders, part by part."""
+    if module in sys.modules:
+        return True
+    parts = module.split(".")
+    path: Sequence[str] | None = None
+    for depth in range(1, len(parts) + 1):
+        if not parts[depth - 1].isidentifier():
+            return False
+        spec = _find_spec(".".join(parts[:depth]), path)
+        if spec is None:
+            return False
+        path = spec.submodule_search_locations
+        if path is None and depth < len(parts):
+            return False  # a plain module has no submodules
+    return True
+
+
+def _find_spec(fullname: str, path: Sequence[str] | None) -> ModuleSpec | None:
+    # What importlib.util.find_spec does, minus importing the parent package
+    # (which would run its code): every meta path finder, in order.
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is None:
+            continue
+        try:
+            spec = find(fullname, path, None)
+        except (ImportError, ValueError):
+            return None
+        if spec is not None:
+            return spec
+    return None
+
+
+def _result_backend(name: str, raw: str) -> str:
+    """A Celery result backend URL whose backend class Celery can load (empty: none).
+
+    The message names the backend, never the URL (it may hold a password).
+    """
+    value = raw.strip()
+    if not value:
+        return ""
+    from types import SimpleNamespace
+
+    from celery.app.backends import BACKEND_ALIASES, by_url
+    from celery.exceptions import ImproperlyConfigured
+
+    backend = value.partition("://")[0].partition("+")[0] if "://" in value else value
+    try:
+        by_url(value, loader=SimpleNamespace(override_backends={}))
+    except ImportError as exc:
+        if backend in BACKEND_ALIASES:
+            raise SettingsError(
+                f"{name}: the {backend!r} result backend needs the Python package {exc.name!r}, "
+                "which is not installed"
+            ) from None
+        raise SettingsError(
+            f"{name}: {backend!r} is not a result backend Celery knows "
+            "(e.g. redis://, rpc://, db+postgresql://, or module:Class)"
+        ) from None
+    except ImproperlyConfigured:
+        raise SettingsError(f"{name}: {backend!r} is not a result backend Celery knows") from None
+    return value
 
 
 def _queue_names(name: str, raw: str) -> tuple[str, ...]:
@@ -290,7 +369,7 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "broker_url": _url("amqp", "amqps", "pyamqp"),
     "queues": _queue_names,
     "default_queue": _check_queue,
-    "task_modules": _names,
+    "task_modules": _module_names,
     "retry_base": _number(float, 0.0),
     "retry_jitter_max": _number(float, 0.0),
     "retry_max_delay": _number(float, 0.001),
@@ -304,7 +383,7 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "state_url": _url("sqlite", "postgresql", "postgres"),
     "idempotency": _flag,
     "task_sent_events": _flag,
-    "result_backend": _text,
+    "result_backend": _result_backend,
     "concurrency": _number(int, 1),
     "run_dir": _text,
     "management_url": _url("http", "https"),
@@ -317,6 +396,7 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "alert_repeat_after": _number(float, 0.0),
     "alert_dlq_inflow_per_hour": _number(int, 1),
     "alert_queue_depth": _number(int, 1),
+    "alert_no_consumer_after": _number(float, 0.0),
     "metrics_port": _number(int, 1, 65535),
     "replay_max_refail_ratio": _number(float, 0.0, 1.0),
     "events_exchange": _exchange_name,
@@ -347,6 +427,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if raw is None or (raw.strip() == "" and field.name != "result_backend"):
             continue
         values[field.name] = _CONVERTERS[field.name](variable, raw)
+    if values.get("run_dir"):
+        # The state database and the blob store live in the run folder unless set apart.
+        run_dir = str(values["run_dir"]).rstrip("/") or "/"
+        values.setdefault("state_url", f"sqlite:///{os.path.join(run_dir, 'state.sqlite3')}")
+        values.setdefault("blob_dir", os.path.join(run_dir, "blobs"))
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.default_queue in settings.queues:
         raise SettingsError("PLATFORM_DEFAULT_QUEUE must differ from the queues in PLATFORM_QUEUES")

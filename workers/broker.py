@@ -1,7 +1,8 @@
 """The broker plumbing every wing shares: one helper per chore, named for what it does.
 
 - connections: :func:`amqp_connection` (raw py-amqp, for pipelined confirms),
-  :func:`kombu_connection` (for the tools), :func:`masked_url` (what may be printed);
+  :func:`kombu_connection` (for the tools), :func:`masked_url` and
+  :func:`masked_text` (what may be printed);
 - the topology: :func:`declare_topology`;
 - queues: :func:`queue_depth` (passive declare, or None) and
   :func:`require_queue` (passive declare, or :class:`QueueMissing` naming it);
@@ -55,6 +56,16 @@ def masked_url(url: str | Any) -> str:
     if match is None:
         return str(url)
     return f"{match['scheme']}{match['user']}:**@{match['rest']}"
+
+
+#: A URL with credentials anywhere in a text: scheme://user:password@host...
+#: The password runs to the last '@' of the URL (a raw '@' in a password is common).
+_URL_IN_TEXT = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>\S*)@", re.I)
+
+
+def masked_text(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``**`` (an error message, a log line)."""
+    return _URL_IN_TEXT.sub(lambda found: f"{found['scheme']}{found['user']}:**@", text)
 
 
 def kombu_connection(url: str, timeout: float) -> Connection:

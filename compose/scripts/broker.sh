@@ -48,6 +48,11 @@ EOF
     exit 1
 }
 
+# A bad setting stops here with its one line (the probes below would misread it).
+settings_status=0
+"${PROBE[@]}" setting broker_url >/dev/null || settings_status=$?
+[ "$settings_status" = 0 ] || exit 2
+
 amqp_status=0
 "${PROBE[@]}" amqp --quiet 2>/dev/null || amqp_status=$?
 if [ "$amqp_status" = 2 ]; then

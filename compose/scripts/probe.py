@@ -3,13 +3,15 @@
 Run with the project's interpreter from the repository root::
 
     python compose/scripts/probe.py setting queues          # prints: orders payments ...
-    python compose/scripts/probe.py worker-queues           # work queues + subscriber queues
+    python compose/scripts/probe.py worker-queues           # work queues, the default one, subscriber queues
     python compose/scripts/probe.py amqp --wait 60          # 0 reachable, 1 not, 2 refused us
     python compose/scripts/probe.py management --wait 60    # the management API answers
     python compose/scripts/probe.py http URL --wait 30      # URL answers 200
     python compose/scripts/probe.py local-broker            # 0 if the broker URL is this host
 
 Every wait polls with a deadline and prints what it waited for when it gives up.
+Exit codes: 0 yes, 1 not reachable, 2 refused (login or vhost), 3 a bad setting
+(its one line is on stderr).
 """
 
 from __future__ import annotations
@@ -28,9 +30,16 @@ from pathlib import Path
 # Run as a script from anywhere: make the project importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from config.settings import Settings, load_settings
+#: Exit codes: reachable / not (yet) / it refused us; a bad setting (the line naming it is printed).
+OK, UNREACHABLE, REFUSED, BAD_SETTING = 0, 1, 2, 3
 
-OK, UNREACHABLE, REFUSED = 0, 1, 2
+try:
+    from config.settings import Settings, load_settings
+except SystemExit:
+    # Importing the config package builds the app from the settings; a bad
+    # setting has printed its one line there. Say so with a code of its own,
+    # so callers don't take it for a broker that refused the login (2).
+    sys.exit(BAD_SETTING)
 
 
 def setting(settings: Settings, name: str) -> str:
@@ -130,11 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         print(setting(settings, args.argument))
         return OK
     if args.what == "worker-queues":
-        # Work queues, then each subscribing service's event queue.
+        # Work queues and the default queue (every queue the platform declares
+        # for tasks), then each subscribing service's event queue.
         from config.subscriptions import load_subscriptions
 
         subscribers = [s.queue for s in load_subscriptions(settings.subscriptions_file)]
-        print(" ".join([*settings.queues, *subscribers]))
+        print(" ".join([*settings.queues, settings.default_queue, *subscribers]))
         return OK
     if args.what == "local-broker":
         from kombu import Connection

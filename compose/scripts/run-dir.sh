@@ -3,7 +3,8 @@
 # which every process `make up` starts inherits; that mark tells our processes
 # apart from a reused pid.
 
-RUN_DIR=$("$PY" "$HERE/probe.py" setting run_dir)
+# A bad setting has printed its one line; stop as a configuration error (2).
+RUN_DIR=$("$PY" "$HERE/probe.py" setting run_dir) || exit 2
 mkdir -p "$RUN_DIR"
 RUN_DIR=$(cd "$RUN_DIR" && pwd -P)
 export PLATFORM_RUN_DIR=$RUN_DIR

@@ -73,7 +73,7 @@ def test_make_demo_from_the_readme_starts_the_platform_runs_the_tour_and_make_do
     demo = run_make("demo", env=env, timeout=240)
     print(demo.stdout)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert "The platform is up: 8 workers" in demo.stdout
+    assert "The platform is up: 9 workers" in demo.stdout  # 5 services, default, 3 subscribers
     # The seed's subscriptions are on: one order.created reaches three services.
     assert "Published 1 event: order.created" in demo.stdout
     assert "email.events, analytics.events, inventory.events" in demo.stdout
@@ -82,4 +82,4 @@ def test_make_demo_from_the_readme_starts_the_platform_runs_the_tour_and_make_do
     assert_summary_reports_every_outcome(demo.stdout, completed="11 of 13")
     down = run_make("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert "stopped 9 processes" in down.stdout
+    assert "stopped 10 processes" in down.stdout

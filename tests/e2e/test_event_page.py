@@ -11,6 +11,7 @@ screenshots land in results/e2e/<test>/.
 from __future__ import annotations
 
 import urllib.parse
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,8 +161,9 @@ def test_a_malformed_or_unknown_event_id_gets_a_clear_message_behind_flowers_aut
 ):
     """With basic auth, the event pages need credentials (401 without). Signed in,
     an empty, over-long, non-UTF-8 or control-character id gets 400 and a sentence
-    saying what is wrong; an id made of HTML is shown as text with a 404 saying no
-    subscriber has it; never a traceback."""
+    saying what is wrong, as does an id made of HTML that no subscriber has (not a
+    UUID), shown as text; an unknown UUID gets a 404 saying no subscriber has it;
+    never a traceback."""
     env = environment(vhost, tmp_path, FLOWER_BASIC_AUTH=":".join(AUTH))
     flower = start_flower(env)
     assert http_status(f"{flower.url}/events") == 401
@@ -186,14 +188,22 @@ def test_a_malformed_or_unknown_event_id_gets_a_clear_message_behind_flowers_aut
             assert "Traceback" not in page.content(), path
         page.screenshot(path=str(screenshot_dir / "event-malformed.png"), full_page=True)
 
+        # Not a UUID and nobody has it: malformed after looking, shown as text.
         html_id = '<img src=x onerror=alert(1)><b>bold</b>&"q"'
         response = page.goto(f"{flower.url}/events/{urllib.parse.quote(html_id, safe='')}")
+        assert response is not None and response.status == 400
+        problem = page.inner_text("#event-problem")
+        assert html_id in problem and "is not an event id" in problem and "UUID" in problem
+        assert page.locator("main img, main b").count() == 0
+        assert "Traceback" not in page.content()
+
+        unknown = str(uuid.uuid4())
+        response = page.goto(f"{flower.url}/events/{unknown}")
         assert response is not None and response.status == 404
-        assert page.inner_text("#event-id") == html_id
+        assert page.inner_text("#event-id") == unknown
         assert "No subscriber has processed, retried or dead-lettered this event" in page.inner_text(
             "#event-unknown"
         )
-        assert page.locator("main img, main b").count() == 0
         assert "Traceback" not in page.content()
         page.screenshot(path=str(screenshot_dir / "event-unknown.png"), full_page=True)
     finally:

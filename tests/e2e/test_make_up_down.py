@@ -20,15 +20,15 @@ def read_pids(run_dir: Path) -> dict[str, int]:
 
 
 def test_make_up_starts_a_worker_per_queue_and_flower_and_make_down_leaves_nothing_running(make_cluster):
-    """Given a fresh vhost and run folder, `make up` starts one worker per work queue,
-    one per subscribing service's event queue (the seed's subscriptions file) and
-    Flower (pid and log files in the run folder); a second `make up` starts no
-    duplicates; `make down` stops every recorded process and nothing carrying the
-    run folder remains."""
+    """Given a fresh vhost and run folder, `make up` starts one worker per work queue
+    (the default queue too), one per subscribing service's event queue (the seed's
+    subscriptions file) and Flower (pid and log files in the run folder); a second
+    `make up` starts no duplicates; `make down` stops every recorded process and
+    nothing carrying the run folder remains."""
     env = make_cluster
     run_dir = Path(env["PLATFORM_RUN_DIR"])
     flower_url = f"http://127.0.0.1:{env['FLOWER_PORT']}"
-    queues = [*SERVICE_QUEUES.split(","), *EVENT_QUEUES]
+    queues = [*SERVICE_QUEUES.split(","), "default", *EVENT_QUEUES]
     expected = {f"worker-{queue}" for queue in queues} | {"flower"}
 
     up = run_make("up", env=env)

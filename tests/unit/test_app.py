@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from celery import Celery
+from kombu import Exchange, Queue
 
 from config.app import create_app, platform_config, route_by_module
 from config.settings import load_settings
@@ -78,18 +79,57 @@ def test_the_default_settings_make_an_app_with_the_default_queues() -> None:
         app.close()
 
 
+def via_tasks_exchange(queue: str) -> dict[str, str]:
+    """A route to ``queue`` through the tasks exchange, the queue's name as routing key."""
+    return {"queue": queue, "exchange": "platform.tasks", "routing_key": queue}
+
+
 @pytest.mark.parametrize(
     ("task_name", "expected"),
     [
-        pytest.param("tasks.orders.x", {"queue": "orders"}, id="tasks.orders.x goes to orders"),
-        pytest.param("tasks.payments.charge", {"queue": "payments"}, id="payments"),
-        pytest.param("tasks.email.send_receipt", {"queue": "email"}, id="email"),
-        pytest.param("tasks.fraud.score", None, id="unknown module goes to the default"),
-        pytest.param("tasks.saga.step", None, id="saga module has no queue"),
-        pytest.param("orders", None, id="a bare name is not a module"),
-        pytest.param("celery.chord_unlock", None, id="celery's own tasks"),
+        pytest.param("tasks.orders.x", via_tasks_exchange("orders"), id="tasks.orders.x goes to orders"),
+        pytest.param("tasks.payments.charge", via_tasks_exchange("payments"), id="payments"),
+        pytest.param("tasks.email.send_receipt", via_tasks_exchange("email"), id="email"),
+        pytest.param(
+            "tasks.fraud.score", via_tasks_exchange("misc"), id="unknown module goes to the default"
+        ),
+        pytest.param("tasks.saga.step", via_tasks_exchange("misc"), id="saga module has no queue"),
+        pytest.param("orders", via_tasks_exchange("misc"), id="a bare name is not a module"),
+        pytest.param("celery.chord_unlock", via_tasks_exchange("misc"), id="celery's own tasks"),
     ],
 )
 def test_route_by_module_sends_a_task_to_its_module_queue(task_name: str, expected: Any) -> None:
     route = route_by_module(load_settings(ENVIRON))
     assert route(task_name, (), {}, {}) == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        pytest.param({"queue": "payments"}, via_tasks_exchange("payments"), id="the call's queue wins"),
+        pytest.param(
+            {"queue": Queue("email", Exchange("platform.tasks"))},
+            via_tasks_exchange("email"),
+            id="a kombu Queue",
+        ),
+        pytest.param({"routing_key": "payments"}, via_tasks_exchange("payments"), id="a direct routing key"),
+        pytest.param(
+            {"exchange": "platform.tasks", "routing_key": "email"},
+            via_tasks_exchange("email"),
+            id="exchange+key",
+        ),
+        pytest.param(
+            {"routing_key": "nosuch"}, via_tasks_exchange("orders"), id="an unknown key: the module"
+        ),
+        pytest.param(
+            {"exchange": "elsewhere", "routing_key": "x"}, None, id="another exchange is left alone"
+        ),
+        pytest.param({"queue": Queue("q", Exchange("elsewhere"))}, None, id="a foreign queue is left alone"),
+    ],
+)
+def test_the_router_takes_the_calls_destination_over_the_module(
+    options: dict[str, Any], expected: Any
+) -> None:
+    """queue= (or a routing key naming a platform queue) beats the module's queue."""
+    route = route_by_module(load_settings(ENVIRON))
+    assert route("tasks.orders.x", (), {}, options) == expected

@@ -18,7 +18,7 @@ from celery.utils.imports import symbol_by_name
 from celery.worker.consumer.consumer import Consumer
 from celery.worker.request import Request
 
-from config.app import AMQP_CLASS, CONSUMER_CLASS, DOTTED_NAMES, EVENTS_STEP, TASK_CLASS
+from config.app import AMQP_CLASS, CLI_ERRORS, CONSUMER_CLASS, DOTTED_NAMES, EVENTS_STEP, TASK_CLASS
 from workers.delivery import consumer as consumer_module
 from workers.delivery.task import PlatformTask
 
@@ -38,6 +38,7 @@ NAMES = [
     pytest.param(PlatformTask.Request, is_subclass(Request), id="PlatformTask.Request is a Celery request"),
     pytest.param(consumer_module.TOPOLOGY_STEP, is_subclass(bootsteps.StartStopStep),
                  id="TOPOLOGY_STEP is a start/stop bootstep"),
+    pytest.param(CLI_ERRORS, callable, id="CLI_ERRORS is a callable"),
 ]  # fmt: skip
 
 

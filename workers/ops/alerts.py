@@ -6,7 +6,13 @@ Every ``PLATFORM_ALERT_INTERVAL`` seconds it looks at every queue and alerts whe
 - more than ``PLATFORM_ALERT_DLQ_INFLOW_PER_HOUR`` dead letters entered a DLQ
   in the last hour (``dlq-inflow``),
 - a work or subscriber queue holds more than ``PLATFORM_ALERT_QUEUE_DEPTH``
-  ready messages (``queue-depth``).
+  ready messages (``queue-depth``),
+- a work or subscriber queue has held ready messages with no consumer for
+  ``PLATFORM_ALERT_NO_CONSUMER_AFTER`` seconds (``no-consumer``): tasks routed
+  to a queue no worker serves. Counted from the first check that saw it, so
+  with checks every ``PLATFORM_ALERT_INTERVAL`` seconds it fires at most one
+  interval late; consumers and ready messages come from a passive declare
+  (exact, where the management API lags a few seconds).
 
 Each message says which queue, how many, the DLQ's top error group and links
 to Flower's DLQ page (``PLATFORM_FLOWER_URL``). A condition that still holds is
@@ -14,8 +20,9 @@ not repeated before ``PLATFORM_ALERT_REPEAT_AFTER`` seconds; once it clears, its
 next occurrence alerts at once. A condition already true when the runner starts
 counts as new. A webhook that fails is tried again at the next check.
 
-:func:`decide` is pure (views, state, time in; alerts and the new state out);
-:func:`check` gathers the views, :func:`run` loops and posts.
+:func:`decide` is pure (views, state, time in; alerts and the new state out),
+as is :func:`hold_times` (how long each queue has gone without a consumer);
+:func:`gather` reads the views, :func:`check` decides and posts, :func:`run` loops.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -35,7 +42,7 @@ from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
 from config.app import platform_config
-from workers.broker import kombu_connection
+from workers.broker import kombu_connection, queue_depth
 from workers.ops import dlq
 from workers.ops.queue_stats import (
     DEAD_LETTER,
@@ -56,6 +63,7 @@ logger = logging.getLogger(__name__)
 DLQ_NOT_EMPTY = "dlq-not-empty"
 DLQ_INFLOW = "dlq-inflow"
 QUEUE_DEPTH = "queue-depth"
+NO_CONSUMER = "no-consumer"
 
 #: (kind, queue): one condition of one queue.
 Key = tuple[str, str]
@@ -73,6 +81,10 @@ class QueueView:
     #: Dead letters that entered the DLQ in the last hour.
     inflow_last_hour: int = 0
     top_group: dlq.ErrorGroup | None = None
+    #: Consumers of the queue; None when unknown (then no no-consumer alert).
+    consumers: int | None = None
+    #: Seconds the queue has held ready messages with no consumer (:func:`hold_times`).
+    without_consumer_for: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,8 @@ class Rules:
     queue_depth: int
     repeat_after: float
     flower_url: str
+    #: Seconds a queue may hold ready messages with no consumer before it alerts.
+    no_consumer_after: float = 120.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Rules:
@@ -91,6 +105,7 @@ class Rules:
             settings.alert_queue_depth,
             settings.alert_repeat_after,
             settings.flower_url,
+            settings.alert_no_consumer_after,
         )
 
 
@@ -158,7 +173,46 @@ def conditions(views: Iterable[QueueView], rules: Rules) -> list[Alert]:
                     f"consumers are not keeping up. {base}/broker",
                 )
             )
+        if _without_consumer(view) and view.without_consumer_for >= rules.no_consumer_after:
+            alerts.append(
+                Alert(
+                    NO_CONSUMER,
+                    view.queue,
+                    view.depth,
+                    f":no_entry: {view.queue} has {view.depth} ready messages and no consumer "
+                    f"(for {view.without_consumer_for:.0f}s): no worker takes its tasks. Start one "
+                    f"(`celery -A config worker -Q {view.queue}`; `make up` runs one per queue) or "
+                    f"route the tasks elsewhere (PLATFORM_QUEUES). {base}/broker",
+                )
+            )
     return alerts
+
+
+def _without_consumer(view: QueueView) -> bool:
+    return view.consumers == 0 and view.depth > 0
+
+
+def hold_times(
+    views: Iterable[QueueView], since: Mapping[str, float], now: float
+) -> tuple[list[QueueView], dict[str, float]]:
+    """The views with how long each queue has had ready messages and no consumer (pure).
+
+    Args:
+        views: the queues as they are now.
+        since: for each queue without a consumer at the last check, when that was first seen.
+        now: the current time (same clock as ``since``).
+
+    Returns:
+        The views with ``without_consumer_for`` set, and ``since`` for the next
+        check (a queue that got a consumer or emptied is forgotten).
+    """
+    timed, kept = [], {}
+    for view in views:
+        if _without_consumer(view):
+            kept[view.queue] = since.get(view.queue, now)
+            view = replace(view, without_consumer_for=now - kept[view.queue])
+        timed.append(view)
+    return timed, kept
 
 
 def decide(
@@ -204,13 +258,16 @@ def gather(settings: Settings, topology: Topology, now: datetime | None = None) 
                 continue
             count = dead.get(stat.name, 0)
             summary = dlq.summarize(connection, stat.name, now) if count else None
+            # Exact and immediate, where the management API's counts lag.
+            exact = queue_depth(connection, stat.name) if stat.name in topology else None
             views.append(
                 QueueView(
                     queue=stat.name,
-                    depth=stat.ready,
+                    depth=exact.messages if exact else stat.ready,
                     dead_letters=count,
                     inflow_last_hour=summary.inflow_last_hour if summary else 0,
                     top_group=summary.groups[0] if summary and summary.groups else None,
+                    consumers=exact.consumers if exact else None,
                 )
             )
     return views
@@ -264,6 +321,7 @@ def run(settings: Settings, topology: Topology, checks: int | None = None) -> No
     rules = Rules.from_settings(settings)
     url = settings.alert_webhook_url
     state: dict[Key, float] = {}
+    since: dict[str, float] = {}
     done = 0
     while checks is None or done < checks:
         started = time.monotonic()
@@ -272,6 +330,7 @@ def run(settings: Settings, topology: Topology, checks: int | None = None) -> No
         except (ManagementError, OperationalError, OSError, AMQPError, dlq.UnknownQueue) as exc:
             logger.error("alert check failed: %s", exc)
         else:
+            views, since = hold_times(views, since, started)
             state = check(views, state, started, rules, lambda alert: post_webhook(url, alert))
             logger.info("alert check done: %d queues, %d conditions holding", len(views), len(state))
         done += 1

@@ -33,11 +33,19 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import amqp
+from kombu.exceptions import OperationalError
 
 from config.app import platform_config
 from config.subscriptions import Subscription, topic_matches
 from config.topology import TASKS_EXCHANGE, event_log
-from workers.broker import ConfirmWindow, amqp_connection, close_quietly, declare_topology, message_headers
+from workers.broker import (
+    ConfirmWindow,
+    amqp_connection,
+    close_quietly,
+    declare_topology,
+    masked_url,
+    message_headers,
+)
 from workers.delivery.headers import BACKFILL_MARKER, BACKFILLED_FROM, STREAM_OFFSET
 from workers.errors import PublishError
 from workers.events.envelope import read_attributes
@@ -85,7 +93,11 @@ def backfill_subscriber(
     settings = platform_config(app).settings
     log = event_log(settings.events_exchange)
     with app.connection_for_write() as connection:
-        declare_topology(connection, platform_config(app).topology)  # step 1: live events flow
+        try:
+            connection.ensure_connection(max_retries=1)
+            declare_topology(connection, platform_config(app).topology)  # step 1: live events flow
+        except (OperationalError, OSError, amqp.exceptions.AMQPError) as exc:
+            raise PublishError(f"could not connect to the broker at {masked_url(connection)}: {exc}") from exc
     marker = str(uuid.uuid4())
     result = BackfillResult()
     connection = amqp_connection(app.connection_for_write(), settings.publish_timeout)

@@ -13,10 +13,20 @@ Queues are browsed by getting messages without acking them and closing the
 channel, which returns them all (at most ``limit`` per queue). DLQs are
 classic queues, so this leaves no trace; a delay queue's messages are
 returned to it with their expiry unchanged.
+
+Which ids can be looked up (:func:`event_id_problem`, :func:`unknown_id_problem`):
+CloudEvents allows any non-empty string, and a foreign producer may choose
+one, so only what no producer sends is refused before looking (empty, control
+characters, longer than :data:`MAX_EVENT_ID`). The platform's own ids are
+UUIDs (``publish()`` makes them); an id that is not one and that no subscriber
+has processed, retried or dead-lettered is a mistake (a task id, an order id,
+a typo), so it is refused after looking instead of shown as "pending"
+everywhere. A UUID nobody has is unknown: pending, as the rows say.
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +59,49 @@ if TYPE_CHECKING:
     from celery import Celery
 
     from config.subscriptions import Subscription
+
+
+#: Longest event id looked up (CloudEvents ids are short; UUIDs are 36).
+MAX_EVENT_ID = 256
+
+
+def event_id_problem(event_id: str | None) -> str | None:
+    """Why ``event_id`` can't be looked up at all, or None if it can.
+
+    Only what no producer sends is refused here: nothing, invalid UTF-8 (None),
+    control characters, or more than :data:`MAX_EVENT_ID` characters.
+    """
+    if event_id is None:
+        return "the event id is not valid UTF-8"
+    if not event_id.strip():
+        return "the event id is empty"
+    if len(event_id) > MAX_EVENT_ID:
+        return f"the event id is {len(event_id)} characters long; ids are at most {MAX_EVENT_ID}"
+    if not event_id.isprintable():
+        return "the event id contains control characters (a newline, a tab...)"
+    return None
+
+
+def is_platform_event_id(event_id: str) -> bool:
+    """Whether ``event_id`` has the form of the ids the platform makes (a UUID, 8-4-4-4-12 hex)."""
+    try:
+        return str(uuid.UUID(event_id)) == event_id.lower()
+    except ValueError:
+        return False
+
+
+def unknown_id_problem(event_id: str, rows: list[SubscriberStatus]) -> str | None:
+    """Why a looked-up ``event_id`` is malformed after all, or None (see the module doc).
+
+    Returns a sentence when the id is not a UUID and every subscriber has it
+    pending, i.e. none has processed, retried or dead-lettered it.
+    """
+    if is_platform_event_id(event_id) or not rows or any(row.state != "pending" for row in rows):
+        return None
+    return (
+        f"{event_id!r} is not an event id: the platform's event ids are UUIDs (publish() returns them), "
+        "and no subscriber has processed, retried or dead-lettered an event with this id"
+    )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ Serves the text exposition format at ``/metrics`` on ``PLATFORM_METRICS_PORT``:
   at most :data:`workers.broker.SCAN_LIMIT` each, :func:`workers.ops.dlq.summarize`);
 - ``platform_consumer_lag_messages`` per consumed queue, work or subscriber
   (ready + unacked: what its consumers have not finished);
+- ``platform_queue_without_consumer`` per work and subscriber queue of the
+  topology: 1 when it holds ready messages and nobody consumes it (a task
+  routed to a queue no worker serves), else 0; from a passive declare, exact
+  and immediate, where the management API's counts lag a few seconds;
 - ``platform_delayed_messages`` per delay level (label ``level``, a passive
   declare), ``platform_delayed_next_due_seconds`` (until the soonest due
   delayed task among those browsed, at most :data:`DELAY_SCAN_LIMIT`
@@ -39,7 +43,7 @@ from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
 from config.app import platform_config
-from workers.broker import kombu_connection
+from workers.broker import QueueDepth, kombu_connection, queue_depth
 from workers.delivery.lateness import BUCKETS, LatenessHistogram, read_lateness
 from workers.ops import delays, dlq
 from workers.ops.queue_stats import (
@@ -81,6 +85,10 @@ METRICS: Mapping[str, tuple[str, str]] = {
     "platform_consumer_lag_messages": (
         "gauge",
         "Messages the consumers of a work or subscriber queue have not finished (ready + unacked).",
+    ),
+    "platform_queue_without_consumer": (
+        "gauge",
+        "1 when a work or subscriber queue holds ready messages and has no consumer, else 0.",
     ),
     "platform_delayed_messages": ("gauge", "Delayed tasks waiting in the delay level."),
     "platform_delayed_next_due_seconds": (
@@ -128,6 +136,18 @@ def queue_samples(stats: Iterable[QueueStat]) -> list[Sample]:
                 Sample("platform_consumer_lag_messages", stat.ready + stat.unacked, {"queue": stat.name})
             )
     return samples
+
+
+def without_consumer_samples(depths: Iterable[QueueDepth]) -> list[Sample]:
+    """1 for each queue with ready messages and no consumer, 0 for the others (pure)."""
+    return [
+        Sample(
+            "platform_queue_without_consumer",
+            1 if depth.messages > 0 and depth.consumers == 0 else 0,
+            {"queue": depth.name},
+        )
+        for depth in depths
+    ]
 
 
 def dead_letter_samples(stats: dlq.DlqStats) -> list[Sample]:
@@ -212,6 +232,8 @@ def collect(settings: Settings, topology: Topology, now: datetime | None = None)
         stats = queue_stats(fetch_queues(settings.management_url, vhost_of(settings.broker_url)), topology)
         samples += queue_samples(stats)
         with kombu_connection(settings.broker_url, settings.publish_timeout) as connection:
+            depths = (queue_depth(connection, name) for name in topology.names)
+            samples += without_consumer_samples(depth for depth in depths if depth is not None)
             for stat in stats:
                 if stat.kind != DEAD_LETTER or stat.work_queue not in topology:
                     continue

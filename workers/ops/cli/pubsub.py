@@ -11,8 +11,9 @@
 Registered through Celery's ``celery.commands`` entry point (``events``). The
 command is called ``pubsub`` because Celery's own ``celery events`` (the event
 monitor) takes precedence over a plugin of that name. Exit codes:
-0 success, 2 bad usage, 3 broker unreachable, 5 breaking schema change or
-missing snapshot, 6 unknown service.
+0 success, 2 bad usage (for ``show``: an id no producer sends, or one that is
+not a UUID and that no subscriber has), 3 broker unreachable, 5 breaking schema
+change or missing snapshot, 6 unknown service.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import click
 
 from config.app import platform_config
 from workers.errors import PublishError
-from workers.ops.cli.common import EXIT_BROKER_UNREACHABLE, app_of, fail, json_option
+from workers.ops.cli.common import EXIT_BROKER_UNREACHABLE, EXIT_USAGE, app_of, fail, json_option
 
 EXIT_SCHEMA_BREAKING = 5
 EXIT_UNKNOWN_SERVICE = 6
@@ -147,14 +148,24 @@ def backfill(ctx: click.Context, service: str, from_start: bool, since: str | No
 @json_option
 @click.pass_context
 def show(ctx: click.Context, event_id: str, as_json: bool) -> None:
-    """Where EVENT_ID stands at each subscriber: processed, retrying, dead-lettered."""
-    from workers.ops.event_status import event_status
+    """Where EVENT_ID stands at each subscriber: processed, retrying, dead-lettered.
 
+    An id that can't be an event's (empty, control characters, too long), or
+    that is not a UUID and that no subscriber has, is bad usage (exit 2).
+    """
+    from workers.ops.event_status import event_id_problem, event_status, unknown_id_problem
+
+    problem = event_id_problem(event_id)
+    if problem is not None:
+        fail(problem, EXIT_USAGE)
     app = app_of(ctx)
     try:
         rows = event_status(app, event_id)
     except PublishError as exc:
         fail(str(exc), EXIT_BROKER_UNREACHABLE)
+    problem = unknown_id_problem(event_id, rows)
+    if problem is not None:
+        fail(problem, EXIT_USAGE)
     if as_json:
         click.echo(json.dumps([row.as_dict() for row in rows], indent=2))
         return

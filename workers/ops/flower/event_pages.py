@@ -6,7 +6,9 @@
 - ``GET /events/<event id>``: per subscriber, processed / retrying (retry
   count, the delay tier the next attempt waits in, the last error) /
   dead-lettered (error class, type and message, a link to that queue's DLQ
-  page) / pending.
+  page) / pending. A malformed id answers 400 with the reason (before looking,
+  or after it when the id is not a UUID and no subscriber has it:
+  :func:`~workers.ops.event_status.unknown_id_problem`); a UUID nobody has, 404.
 
 The lookup is :func:`workers.ops.event_status.event_status`, the same one
 ``celery -A config pubsub show`` prints; it browses DLQs and delay queues
@@ -25,31 +27,17 @@ from tornado.web import url
 
 from config.app import platform_config
 from workers.errors import PublishError
-from workers.ops.event_status import SubscriberStatus, event_status
+from workers.ops.event_status import (
+    MAX_EVENT_ID,
+    SubscriberStatus,
+    event_id_problem,
+    event_status,
+    unknown_id_problem,
+)
 from workers.ops.flower.dlq_pages import PlatformHandler
 
-#: Longest event id the page looks up (CloudEvents ids are short; UUIDs are 36).
-MAX_EVENT_ID = 256
 #: States in the order the page counts them.
 STATES = ("processed", "retrying", "dead-lettered", "pending")
-
-
-def event_id_problem(event_id: str | None) -> str | None:
-    """Why ``event_id`` can't be looked up, or None if it can.
-
-    CloudEvents allows any non-empty string as an id, so only what no producer
-    sends is refused: nothing, invalid UTF-8, control characters, or more than
-    :data:`MAX_EVENT_ID` characters.
-    """
-    if event_id is None:
-        return "the event id is not valid UTF-8"
-    if not event_id.strip():
-        return "the event id is empty"
-    if len(event_id) > MAX_EVENT_ID:
-        return f"the event id is {len(event_id)} characters long; ids are at most {MAX_EVENT_ID}"
-    if not event_id.isprintable():
-        return "the event id contains control characters (a newline, a tab...)"
-    return None
 
 
 def state_counts(rows: list[SubscriberStatus]) -> dict[str, int]:
@@ -114,6 +102,11 @@ class EventView(EventPageHandler):
         except PublishError as exc:
             self.set_status(503)
             self.render_event_page("events.html", event_id=event_id, problem=f"broker unreachable: {exc}")
+            return
+        malformed = unknown_id_problem(event_id, rows)
+        if malformed is not None:
+            self.set_status(400)
+            self.render_event_page("events.html", event_id=event_id, problem=malformed)
             return
         counts = state_counts(rows)
         if rows and counts["pending"] == len(rows):
