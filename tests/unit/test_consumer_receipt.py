@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -27,6 +26,7 @@ from tests.unit.fakes import (
     delivery,
     install_fake_producers,
     unit_app,
+    unstarted_consumer,
 )
 from workers.delivery.consumer import MALFORMED_ERRORS, PlatformConsumer
 from workers.delivery.request import PlatformRequest
@@ -64,26 +64,8 @@ def taken() -> Iterator[list[PlatformRequest]]:
 
 @pytest.fixture
 def consumer(app: Celery, taken: list[PlatformRequest]) -> PlatformConsumer:
-    """A real PlatformConsumer, not ``__new__`` plus attributes.
-
-    Its own ``__init__`` builds and installs the lifecycle and reads the
-    delivery limit, and Celery's handler and strategies run for real: "passed
-    on" means Celery built a PlatformRequest and handed it to the pool, and a
-    message Celery chokes on fails where it would in a worker. A worker would
-    hand it a pool, a timer and a controller; stand-ins suffice because none
-    is used on receipt. The blueprint is built but never started, so no
-    connection is opened. It costs a few milliseconds.
-    """
-    consumer = PlatformConsumer(
-        taken.append,
-        app=app,
-        hostname="worker-1@host",
-        pool=SimpleNamespace(is_green=False, apply_async=None),
-        timer=SimpleNamespace(call_at=None),
-        controller=SimpleNamespace(state=state, use_eventloop=False),
-    )
-    consumer.update_strategies()
-    return consumer
+    """A real consumer, never started (tests/unit/fakes.py: unstarted_consumer)."""
+    return unstarted_consumer(app, taken)
 
 
 def dead_letter_of(broker: FakeBroker, tag: int) -> dict[str, Any]:

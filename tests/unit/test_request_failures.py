@@ -56,6 +56,9 @@ def app(tmp_path: Path, broker: FakeBroker) -> Iterator[Celery]:
     @app.task(name="tests.lookup", bind=True, shared=False, permanent_errors=(LookupError,))
     def lookup(self: Any) -> None: ...
 
+    @app.task(name="tests.slow", bind=True, shared=False, transient_errors=(TimeLimitExceeded,))
+    def slow(self: Any) -> None: ...
+
     install_fake_producers(app, broker)
     install_lifecycle(app, Lifecycle(app, "worker-1@host", lambda: {"ctag-orders": "orders"}))
     yield app
@@ -108,14 +111,14 @@ def raised(exc: BaseException, from_pool: bool = False) -> ExceptionInfo:
                      "permanent", "workers.errors.PermanentError", 0, "task-failed",
                      id="a DeadLetterNow verdict goes to the DLQ"),
         pytest.param(TimeLimitExceeded(30), "tests.charge", 0, "(default)/orders.retry.1", 1.0,
-                     "transient", "billiard.exceptions.TimeLimitExceeded", 1, "task-retried",
-                     id="a hard time limit is transient: retried with the first backoff"),
-        pytest.param(TimeLimitExceeded(30), "tests.charge", 2, "(default)/orders.retry.3", 4.0,
+                     "unknown", "billiard.exceptions.TimeLimitExceeded", 1, "task-retried",
+                     id="a hard time limit is unknown: retried with the first backoff"),
+        pytest.param(TimeLimitExceeded(30), "tests.charge", 1, "platform.dlx/orders", None,
+                     "unknown", "billiard.exceptions.TimeLimitExceeded", 1, "task-failed",
+                     id="a hard time limit with unknown retries exhausted is dead-lettered"),
+        pytest.param(TimeLimitExceeded(30), "tests.slow", 2, "(default)/orders.retry.3", 4.0,
                      "transient", "billiard.exceptions.TimeLimitExceeded", 3, "task-retried",
-                     id="a hard time limit after two retries waits base * 2**2"),
-        pytest.param(TimeLimitExceeded(30), "tests.charge", 3, "platform.dlx/orders", None,
-                     "transient", "billiard.exceptions.TimeLimitExceeded", 3, "task-failed",
-                     id="a hard time limit with transient retries exhausted is dead-lettered"),
+                     id="a task that declares its hard time limit transient gets transient retries"),
         pytest.param(RuntimeError("pool crashed oddly"), "tests.charge", 0, "(default)/orders.retry.1", 1.0,
                      "unknown", "RuntimeError", 1, "task-retried",
                      id="an unclassified exception is unknown: retried"),

@@ -22,8 +22,8 @@ from config.app import platform_config
 from config.topology import TASKS_EXCHANGE
 from workers.broker import ConfirmWindow, amqp_connection, close_quietly
 from workers.delivery.delays import check_countdown, check_eta
-from workers.delivery.publishing import delayed_destination
-from workers.errors import PublishError
+from workers.delivery.publishing import check_body_size, delayed_destination
+from workers.errors import MessageTooLarge, PublishError
 
 if TYPE_CHECKING:
     from celery import Task
@@ -60,6 +60,8 @@ def enqueue_many(
         PublishError: some message was not confirmed (the message says how many
             were sent and which failed); the broker was unreachable.
         DelayError: ``countdown`` or ``eta`` can't be held by the broker.
+        MessageTooLarge: a message's body is over ``PLATFORM_MAX_MESSAGE_BYTES``
+            (it was not sent; the message says how many before it were).
     """
     app = task.app
     if countdown is not None:
@@ -76,7 +78,14 @@ def enqueue_many(
         confirms = ConfirmWindow(connection, connection.channel(), timeout, window)
         for args, kwargs in calls:
             task_id = str(uuid.uuid4())
-            message = _message(task, task_id, args, kwargs, eta)
+            try:
+                message = _message(task, task_id, args, kwargs, eta, settings.max_message_bytes)
+            except MessageTooLarge as exc:
+                confirms.wait_all()
+                raise MessageTooLarge(
+                    f"{exc} (message {len(ids) + 1} of the batch; the {len(ids)} before it were "
+                    "sent and confirmed)"
+                ) from None
             delayed = delayed_destination(message.properties["application_headers"], queue)
             target_exchange, routing_key = delayed or (exchange, queue)
             confirms.publish(message, target_exchange, routing_key, item=task_id, mandatory=True)
@@ -115,13 +124,21 @@ def _destination(task: Task, queue: str | None) -> tuple[str, str]:
 
 
 def _message(
-    task: Task, task_id: str, args: Sequence[Any], kwargs: Mapping[str, Any], eta: datetime | None
+    task: Task,
+    task_id: str,
+    args: Sequence[Any],
+    kwargs: Mapping[str, Any],
+    eta: datetime | None,
+    max_bytes: int,
 ) -> amqp.Message:
     app = task.app
     headers, properties, body, _ = app.amqp.as_task_v2(
         task_id, task.name, list(args), dict(kwargs), None, eta
     )
     content_type, content_encoding, data = dumps(body, serializer="json")
+    if isinstance(data, str):
+        data = data.encode(content_encoding)
+    check_body_size(len(data), max_bytes, task.name)
     return amqp.Message(
         data,
         content_type=content_type,

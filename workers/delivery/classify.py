@@ -7,6 +7,13 @@ from the settings or the task. Order of precedence::
 
     task's own decider > task's extra types > settings' extra types
       > TransientError / PermanentError > HTTP status > known foreign types > unknown
+
+Celery's time limits (``SoftTimeLimitExceeded``, ``TimeLimitExceeded``) are
+deliberately not among the known types: a task that took too long will usually
+take too long again, so they are ``unknown`` (``PLATFORM_MAX_UNKNOWN_RETRIES``
+retries, 2 by default) unless a task (``transient_errors`` / ``permanent_errors``
+/ ``classify_error``) or the settings (``PLATFORM_EXTRA_TRANSIENT`` /
+``PLATFORM_EXTRA_PERMANENT``) say otherwise.
 """
 
 from __future__ import annotations
@@ -52,8 +59,6 @@ PERMANENT_STATUSES = frozenset({400, 401, 403, 404, 405, 410, 422})
 TRANSIENT_TYPES: tuple[str, ...] = (
     "builtins.TimeoutError",  # also socket.timeout
     "builtins.ConnectionError",  # refused, reset, aborted, broken pipe
-    "celery.exceptions.SoftTimeLimitExceeded",
-    "celery.exceptions.TimeLimitExceeded",
     "httpx.TimeoutException",
     "httpx.NetworkError",
     "requests.exceptions.Timeout",

@@ -18,8 +18,16 @@ On receipt, in this order (each a refusal to the DLQ with a reason):
 4. an ``eta`` still ahead (a producer that did not use the platform's
    publisher): the message goes on to the broker's delay levels, never held
    here; an eta already due is cleared and the task runs now;
-5. Celery's own strategy, whose refusals come back through the hooks below;
+5. a task's ``rate_limit`` with no free slot (:mod:`workers.delivery.rates`):
+   the message waits for its slot in the broker's delay levels, never held
+   here, and the messages behind it flow (Celery's own token bucket, which
+   holds it unacknowledged in this process, is never used);
+6. Celery's own strategy, whose refusals come back through the hooks below;
    anything else it raises dead-letters the message as undecodable.
+
+A refused message that has a task id also gets a FAILURE result (with a result
+backend) and a ``task-failed`` event, once its dead letter is confirmed
+(:mod:`workers.delivery.refusal_results`).
 
 Installed through Celery's ``worker_consumer`` setting; the blueprint adds the
 topology bootstep and leaves out Celery's native delayed delivery (this
@@ -32,19 +40,22 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
+from celery.utils.time import rate
 from celery.worker.consumer.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 
 from config.app import platform_config
 from workers.delivery.classify import ErrorClass
 from workers.delivery.delays import DelayError, delay_units, seconds_until
-from workers.delivery.headers import Failure, delivery_count, retry_count
+from workers.delivery.headers import RATE_SLOT, Failure, delivery_count, retry_count
 from workers.delivery.lifecycle import Lifecycle, install_lifecycle
+from workers.delivery.rates import RateSchedules, Slot
 from workers.delivery.receipt import Refusal, check_body, check_headers
+from workers.delivery.refusal_results import record_refusal, refusal_exception
 from workers.frames import TOLERANT_TRANSPORT_OPTIONS
 
 logger = logging.getLogger(__name__)
@@ -78,6 +89,8 @@ class PlatformConsumer(Consumer):
         # -- end of extension point ----------------------------------------------
         #: When the scheduled flush of buffered task events is due (None: none is).
         self._event_flush_due: float | None = None
+        #: This worker's rate-limit slots per task (Celery's __init__ fills it: reset_rate_limits).
+        self.rate_schedules = RateSchedules()
         super().__init__(*args, **kwargs)
         #: The one lifecycle of this worker process; requests find it through the app.
         self.lifecycle = Lifecycle(self.app, self.hostname or socket.gethostname(), self.queue_by_tag)
@@ -141,6 +154,37 @@ class PlatformConsumer(Consumer):
         tags = getattr(task_consumer, "_active_tags", None) or {}
         return {tag: queue for queue, tag in tags.items()}
 
+    # -- rate limits: slots in the broker instead of Celery's in-memory bucket --
+
+    def bucket_for_task(self, type: Any) -> None:
+        """No token bucket: Celery's strategy would hold the message here, unacknowledged."""
+        return None
+
+    def reset_rate_limits(self) -> None:
+        """Read every task's ``rate_limit`` again (at start, and after ``celery control rate_limit``)."""
+        super().reset_rate_limits()
+        self.rate_schedules.set_rates({name: rate(task.rate_limit) for name, task in self.app.tasks.items()})
+
+    def rate_limited_until(self, message: Any) -> datetime | None:
+        """When a message of a rate-limited task may run, if not now.
+
+        Takes the message's slot header off it (a retry or dead letter of a
+        message that ran must not carry a slot); a message that has to wait
+        gets its new slot written back, for the copy sent to the delay levels.
+        """
+        headers = message.headers
+        if self.disable_rate_limits or not isinstance(headers, MutableMapping):
+            return None
+        carried = Slot.parse(headers.pop(RATE_SLOT, None))
+        name = headers.get("task")
+        if not isinstance(name, str):
+            return None
+        slot = self.rate_schedules.admit(name, time.time(), self.hostname, carried)
+        if slot is None:
+            return None
+        headers[RATE_SLOT] = slot.header()
+        return datetime.fromtimestamp(slot.at, UTC)
+
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
         handle = super().create_task_handler(*args, **kwargs)
         limit = self.delivery_limit
@@ -165,6 +209,9 @@ class PlatformConsumer(Consumer):
                 if delay_units(seconds_until(due)) > 0:
                     return self.postpone(message, due)
                 message.headers["eta"] = None  # due now: run it, don't schedule it in memory
+            slot = self.rate_limited_until(message)
+            if slot is not None:
+                return self.postpone(message, slot)
             try:
                 return handle(message)
             except connection_errors:
@@ -225,12 +272,21 @@ class PlatformConsumer(Consumer):
         failure = Failure(error_class.value, error_type, text)
         requeue = lambda: message.reject(requeue=True)  # noqa: E731 - one line, used twice
         try:
-            self.lifecycle.dead_letter(
+            moved = self.lifecycle.dead_letter(
                 message, failure, retry_count(message.headers), ack=message.ack, requeue=requeue
             )
         except Exception:  # never crash the consumer over one message
             logger.exception("could not dead-letter a refused message; giving it back to the broker")
             requeue()
+            return
+        if moved:
+            self.record_refusal(message, error_class, error_type, text)
+
+    def record_refusal(self, message: Any, error_class: ErrorClass, error_type: str, text: str) -> None:
+        """A refused task's FAILURE result and ``task-failed`` event, as stock Celery gives an unknown task."""
+        headers = message.headers if isinstance(message.headers, Mapping) else {}
+        exc = refusal_exception(error_class, error_type, text, str(headers.get("task", "?")))
+        record_refusal(self.app, message, exc, getattr(self, "event_dispatcher", None))
 
 
 def eta_of(message: Any) -> datetime | None:

@@ -55,6 +55,8 @@ BROKER_DEATH_AT = "x-broker-death-at"
 
 #: When a delayed task is due (ISO 8601 UTC), set when it enters the delay levels.
 DELAY_DUE_AT = "x-delay-due-at"
+#: The slot of a rate-limited task that waits in the delay levels: ``<worker> <unix time>``.
+RATE_SLOT = "x-rate-limit-slot"
 #: Message properties that were not UTF-8 on receipt: name -> their raw bytes. Set by the
 #: frame reader (:mod:`workers.frames`, below every wing and not pure, so it names it too;
 #: a unit test keeps the two equal).

@@ -1,13 +1,68 @@
 """Checks of everyday Celery task options against what the platform can honour.
 
 Called once per task class when it is declared
-(:meth:`workers.delivery.task.PlatformTask.on_bound`).
+(:meth:`workers.delivery.task.PlatformTask.on_bound`), and, for what a single
+publish can carry, on every publish (:mod:`workers.delivery.publishing`).
+
+- ``priority``: refused. Work queues are quorum queues, which have no
+  priorities in RabbitMQ 3.10-3.13 (a priority is silently ignored there;
+  RabbitMQ 4.0's two-level "high/normal" is not Celery's 0-9 scale either).
+  Urgent work gets its own queue and its own workers instead.
+- ``rate_limit``: must be a rate Celery understands (``"10/s"``, ``"100/m"``,
+  ``"3/h"``, a number of tasks per second); honoured per worker instance by
+  :mod:`workers.delivery.rates`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from celery.utils.time import rate
+
+from workers.errors import UnsupportedOption
+
+#: What to do instead of a priority (part of every refusal's message).
+PRIORITY_ADVICE = (
+    "the platform's work queues are quorum queues, which have no message priorities; "
+    "route urgent work to its own queue (queue='<name>', with workers of its own) instead"
+)
+
+
+def check_priority(priority: Any, what: str) -> None:
+    """Refuse any priority but None.
+
+    Args:
+        priority: the priority asked for (None: none).
+        what: the task or publish it was asked for, for the message.
+
+    Raises:
+        UnsupportedOption: ``priority`` is not None.
+    """
+    if priority is not None:
+        raise UnsupportedOption(f"{what}: priority={priority!r} is not supported: {PRIORITY_ADVICE}")
+
 
 def check_celery_options(task_class: Any, settings: Any) -> None:
-    """Refuse, or warn about, Celery options of ``task_class`` the platform treats differently."""
+    """Refuse Celery options of ``task_class`` the platform can't honour.
+
+    ``settings`` (the platform's) is accepted for checks that depend on them;
+    none does yet.
+
+    Raises:
+        UnsupportedOption: a priority, given to ``@app.task(priority=...)`` or
+            inherited from Celery's ``task_default_priority``.
+        ValueError: a ``rate_limit`` Celery can't read.
+    """
+    name = task_class.name or task_class.__name__
+    check_priority(
+        task_class.priority,
+        f"task {name} (from @app.task(priority=...) or the task_default_priority setting)",
+    )
+    limit = getattr(task_class, "rate_limit", None)
+    if limit is not None:
+        try:
+            rate(limit)
+        except (TypeError, ValueError, KeyError):
+            raise ValueError(
+                f"task {name}: rate_limit={limit!r} is not a rate (e.g. '10/s', '100/m', '3/h')"
+            ) from None

@@ -9,6 +9,20 @@ levels (:mod:`workers.delivery.delays`) instead of its queue, with the ``eta``
 header cleared and the due time in ``x-delay-due-at``. So no worker ever holds
 a delayed message: it reaches its work queue when it is due, as an ordinary
 message.
+
+Two more refusals happen here, before anything reaches the broker:
+
+- a ``priority`` (quorum queues have none; :func:`workers.delivery.options.check_priority`),
+  checked where Celery builds the message;
+- a body over ``PLATFORM_MAX_MESSAGE_BYTES``, the same limit and the same
+  :class:`~workers.errors.MessageTooLarge` as events. It is measured on the
+  serialized bytes, which exist only inside kombu's ``Producer.publish``: the
+  sender hands Celery a :class:`SizeLimitedProducer` that serializes the body
+  (exactly as kombu would), measures it and publishes those bytes, so a task
+  body is serialized once, as before. ``before_task_publish`` receivers still
+  see the body as Celery built it. ``apply_many``
+  (:mod:`workers.delivery.batch`) serializes its messages itself and checks
+  them with :func:`check_body_size`.
 """
 
 from __future__ import annotations
@@ -18,11 +32,71 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery.app.amqp import AMQP
+from kombu.serialization import dumps
 
 from config.app import platform_config
 from config.topology import TASKS_EXCHANGE
 from workers.delivery.delays import DelayError, check_countdown, check_eta, delay_route, delay_units
 from workers.delivery.headers import DELAY_DUE_AT
+from workers.delivery.options import check_priority
+from workers.errors import MessageTooLarge
+
+
+def check_body_size(size: int, limit: int, name: str) -> None:
+    """Refuse a task body of ``size`` bytes over ``limit``.
+
+    Raises:
+        MessageTooLarge: it is over the limit (nothing has been sent).
+    """
+    if size > limit:
+        raise MessageTooLarge(
+            f"task {name}: body of {size} bytes is over the limit of {limit} bytes "
+            "(PLATFORM_MAX_MESSAGE_BYTES); nothing was sent. Pass a reference to the data "
+            "(a key in your database or object store) instead of the data itself"
+        )
+
+
+class SizeLimitedProducer:
+    """A kombu producer that refuses a task body over the size limit, serializing it only once.
+
+    kombu's ``Producer.publish`` serializes a body it is given without a
+    ``content_type``; this does that step itself (the same ``dumps``), checks
+    the size, and passes the bytes on with their content type, so kombu sends
+    them as they are. Everything else is the wrapped producer's.
+    """
+
+    def __init__(self, producer: Any, limit: int, name: str) -> None:
+        self._producer = producer
+        self._limit = limit
+        self._name = name
+
+    def publish(
+        self,
+        body: Any,
+        serializer: str | None = None,
+        content_type: str | None = None,
+        content_encoding: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """Serialize ``body`` (unless it already is), refuse it if too large, publish it.
+
+        Raises:
+            MessageTooLarge: the serialized body is over the limit.
+        """
+        if not content_type:
+            content_type, content_encoding, body = dumps(
+                body, serializer=serializer or self._producer.serializer
+            )
+        if isinstance(body, str):  # kombu's JSON serializer gives text; the wire carries its bytes
+            content_encoding = content_encoding or "utf-8"
+            body = body.encode(content_encoding)
+        check_body_size(len(body), self._limit, self._name)
+        return self._producer.publish(
+            body, content_type=content_type, content_encoding=content_encoding, **options
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
 
 
 def delayed_destination(
@@ -77,7 +151,9 @@ class PlatformAMQP(AMQP):
         Raises:
             DelayError: a negative, infinite or NaN countdown, an eta without
                 a timezone, or a delay over the longest the levels hold.
+            UnsupportedOption: a priority (quorum queues have none).
         """
+        check_priority(options.get("priority"), f"task {name}")
         if countdown is not None:
             check_countdown(countdown)
         if eta is not None:
@@ -86,7 +162,9 @@ class PlatformAMQP(AMQP):
 
     def _create_task_sender(self) -> Any:
         send = super()._create_task_sender()
-        known = set(platform_config(self.app).topology.names)
+        platform = platform_config(self.app)
+        known = set(platform.topology.names)
+        limit = platform.settings.max_message_bytes
 
         def send_task_message(
             producer: Any,
@@ -111,7 +189,13 @@ class PlatformAMQP(AMQP):
                     queue = None
                     options["declare"] = []
             return send(
-                producer, name, message, exchange=exchange, routing_key=routing_key, queue=queue, **options
+                SizeLimitedProducer(producer, limit, name),
+                name,
+                message,
+                exchange=exchange,
+                routing_key=routing_key,
+                queue=queue,
+                **options,
             )
 
         return send_task_message

@@ -28,7 +28,7 @@ from kombu import Exchange
 from config.app import platform_config
 from config.topology import event_log, event_log_arguments
 from workers.broker import ConfirmWindow, amqp_connection, close_quietly
-from workers.errors import PermanentError, PublishError
+from workers.errors import MessageTooLarge, PublishError
 from workers.events.blobs import BlobStore, claim_check_body, open_blob_store
 from workers.events.envelope import CLAIM_CHECK_ATTRIBUTE, CloudEvent
 
@@ -41,8 +41,9 @@ if TYPE_CHECKING:
 DEFAULT_WINDOW = 500
 
 
-class EventTooLarge(PermanentError):
-    """An event's body is over the size limit and claim-check is off."""
+#: An event's body is over the size limit and claim-check is off: the one size error of
+#: every publish path (tasks raise it too), under the name this module always gave it.
+EventTooLarge = MessageTooLarge
 
 
 @dataclass(frozen=True)
