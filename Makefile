@@ -41,7 +41,7 @@ $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
 		echo "setup: could not create $(VENV); on Debian/Ubuntu: sudo apt-get install -y python3-venv" >&2; \
 		exit 1; }
-	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev,bench]"
+	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev,bench,redis]"
 	@touch $@
 
 broker: setup ## Make sure RabbitMQ and its management API answer (start or explain how)

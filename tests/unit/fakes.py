@@ -284,3 +284,50 @@ class FakeEventer:
 
     def send(self, type: str, **fields: Any) -> None:
         self.sent.append(type)
+
+
+def run_attempt(task: Any, retries: int = 0, args: tuple[Any, ...] = ()) -> Any:
+    """Run ``task`` in this process as a worker's pool process runs it (Celery's tracer, not eager).
+
+    Returns what the attempt ended with: the return value, or the exception it
+    raised (for a failure, the platform's verdict).
+    """
+    from celery.app.trace import build_tracer
+    from celery.utils import uuid
+
+    tracer = build_tracer(task.name, task, eager=False, propagate=False, app=task.app)
+    request = {"retries": retries, "delivery_info": {"routing_key": "orders"}, "hostname": "unit@test"}
+    outcome = tracer(uuid(), list(args), {}, request)
+    retval = outcome[0]
+    if outcome[1] is None:
+        return retval
+    raised = retval.exception
+    return getattr(raised, "exc", raised)  # billiard wraps it to carry the traceback
+
+
+def unstarted_consumer(app: Any, taken: list[Any], hostname: str = "worker-1@host") -> Any:
+    """A real PlatformConsumer, not ``__new__`` plus attributes, never started.
+
+    Its own ``__init__`` builds and installs the lifecycle and reads the
+    delivery limit, and Celery's handler and strategies run for real: "passed
+    on" means Celery built a PlatformRequest and appended it to ``taken`` (the
+    pool). A worker would hand it a pool, a timer and a controller; stand-ins
+    suffice because none is used on receipt. The blueprint is built but never
+    started, so no connection is opened. It costs a few milliseconds.
+    """
+    from types import SimpleNamespace
+
+    from celery.worker import state
+
+    from workers.delivery.consumer import PlatformConsumer
+
+    consumer = PlatformConsumer(
+        taken.append,
+        app=app,
+        hostname=hostname,
+        pool=SimpleNamespace(is_green=False, apply_async=None),
+        timer=SimpleNamespace(call_at=None),
+        controller=SimpleNamespace(state=state, use_eventloop=False),
+    )
+    consumer.update_strategies()
+    return consumer

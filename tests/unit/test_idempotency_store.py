@@ -245,3 +245,59 @@ def test_completion_times_are_unix_times(store: CompletionStore) -> None:
     store.mark_completed("t-1", "tests.charge")
     assert store.forget_before(before - 60) == 0
     assert store.forget_before(time.time() + 60) == 1
+
+
+# -- recorded return values -------------------------------------------------------
+
+
+def test_a_completion_keeps_its_return_value_as_celery_would_serialize_it(store: CompletionStore) -> None:
+    """Given values of every JSON kind (and a date, as kombu's JSON carries it),
+    each comes back as it was; a value with no JSON form is recorded as unknown."""
+    from datetime import UTC, datetime
+
+    from workers.delivery.idempotency import encode_result
+
+    values = {
+        "none": None,
+        "dict": {"answer": 42, "items": [1, "a"]},
+        "when": datetime(2026, 12, 1, tzinfo=UTC),
+    }
+    for task_id, value in values.items():
+        store.mark_completed(task_id, "tests.charge", encode_result(value))
+    store.mark_completed("opaque", "tests.charge", encode_result(object()))
+
+    for task_id, value in values.items():
+        completion = store.completion(task_id)
+        assert completion is not None and (completion.result_known, completion.result) == (True, value)
+    assert store.completion("opaque") == idempotency.Completion(result_known=False)
+    assert store.completion("never") is None
+
+
+def test_a_value_added_after_a_transaction_marked_the_task_completed(charges: CompletionStore) -> None:
+    """Given a task that marked itself completed inside its transaction, the value
+    is unknown until the body returns and it is recorded."""
+    with charges.transaction() as db:
+        charges.mark_completed_in(db, "t-1", "tests.charge")
+    assert charges.completion("t-1") == idempotency.Completion(result_known=False)
+    charges.record_result("t-1", '{"charged": true}')
+    assert charges.completion("t-1") == idempotency.Completion(result_known=True, result={"charged": True})
+
+
+def test_a_store_made_before_values_were_recorded_gets_the_column_and_keeps_its_ids(tmp_path: Path) -> None:
+    """Given a SQLite file with the old three-column table and a completed id,
+    opening it adds the column: the old id is still completed (value unknown)."""
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as old:
+        old.execute("CREATE TABLE completed_tasks (task_id TEXT PRIMARY KEY, task_name TEXT NOT NULL, "
+                    "completed_at DOUBLE PRECISION NOT NULL)")  # fmt: skip
+        old.execute("INSERT INTO completed_tasks VALUES ('old', 'tests.charge', 1.0)")
+    old.close()
+    store = SQLiteStore(str(path))
+    try:
+        assert store.completion("old") == idempotency.Completion(result_known=False)
+        store.mark_completed("new", "tests.charge", "3")
+        assert store.completion("new") == idempotency.Completion(result_known=True, result=3)
+    finally:
+        close(store)

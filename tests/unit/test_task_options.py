@@ -1,8 +1,8 @@
 """PlatformTask options: checked when the task is declared; call > task > settings.
 
 Failures are observed as a user of the task sees them: the task runs in this
-process (``apply``, Celery's eager path, through ``PlatformTask.__call__``) and
-its outcome is the verdict Flower and the worker's main process get.
+process through Celery's tracer as a pool process runs it (not the eager path,
+which is stock Celery) and its outcome is the verdict the worker's main process gets.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from celery import Celery
 
 from config.settings import SettingsError, load_settings
-from tests.unit.fakes import unit_app
+from tests.unit.fakes import run_attempt, unit_app
 from workers.delivery.verdict import DeadLetterNow, RetryLater
 from workers.errors import TransientError
 
@@ -99,7 +99,7 @@ def test_an_unimportable_exception_in_the_settings_stops_start_up_naming_the_var
 
 def outcome(task: Any, retries: int, *args: Any) -> tuple[str, float | int]:
     """Run ``task`` as its ``retries + 1``-th attempt: ("retry", delay) or ("dead letter", retries)."""
-    verdict = task.apply(args, retries=retries).result
+    verdict = run_attempt(task, retries, args)
     if isinstance(verdict, RetryLater):
         assert verdict.retry_number == retries + 1
         return "retry", verdict.delay
@@ -173,7 +173,7 @@ def test_retry_with_no_retries_left_dead_letters_the_tasks_own_failure(
     def retrying(self: Any) -> None:
         self.retry(exc=TransientError("gateway busy"), max_retries=max_retries)
 
-    verdict = retrying.apply(retries=retries).result
+    verdict = run_attempt(retrying, retries)
     assert isinstance(verdict, DeadLetterNow)
     assert (verdict.retries, verdict.failure.error_class, verdict.failure.error_type) == (
         retries,

@@ -16,15 +16,53 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from kombu.utils import json
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS completed_tasks ("
     " task_id TEXT PRIMARY KEY,"
     " task_name TEXT NOT NULL,"
-    " completed_at DOUBLE PRECISION NOT NULL)"
+    " completed_at DOUBLE PRECISION NOT NULL,"
+    " result TEXT)"
 )
+#: Stores made before return values were recorded lack the column; it is added on open.
+RESULT_COLUMN = "ALTER TABLE completed_tasks ADD COLUMN result TEXT"
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A recorded completion: the task's return value, if it was recorded.
+
+    ``result_known`` is False for a value that could not be encoded as JSON,
+    for completions recorded before values were, and for a task that marked
+    itself completed in :meth:`transaction` and died before returning.
+    """
+
+    result_known: bool
+    result: Any = None
+
+
+def encode_result(value: Any) -> str | None:
+    """``value`` as the JSON a completion records, or None if it has no JSON form.
+
+    Kombu's JSON, as Celery's result serializer writes it (dates, UUIDs and
+    decimals come back as such).
+    """
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def decode_result(text: str | None) -> Completion:
+    """The :class:`Completion` recorded as ``text`` (None: the value is not known)."""
+    if text is None:
+        return Completion(result_known=False)
+    return Completion(result_known=True, result=json.loads(text))
 
 
 class CompletionStore(Protocol):
@@ -35,11 +73,17 @@ class CompletionStore(Protocol):
 
     def is_completed(self, task_id: str) -> bool: ...
 
-    def mark_completed(self, task_id: str, task_name: str) -> None: ...
+    def completion(self, task_id: str) -> Completion | None: ...
+
+    def mark_completed(self, task_id: str, task_name: str, result: str | None = None) -> None: ...
+
+    def record_result(self, task_id: str, result: str | None) -> None: ...
 
     def transaction(self) -> Any: ...
 
-    def mark_completed_in(self, connection: Any, task_id: str, task_name: str) -> None: ...
+    def mark_completed_in(
+        self, connection: Any, task_id: str, task_name: str, result: str | None = None
+    ) -> None: ...
 
     def forget_before(self, cutoff: float) -> int: ...
 
@@ -59,14 +103,27 @@ class _SQLStore:
         raise NotImplementedError
 
     def is_completed(self, task_id: str) -> bool:
-        query = f"SELECT 1 FROM completed_tasks WHERE task_id = {self.placeholder}"
-        return self._connection().execute(query, (task_id,)).fetchone() is not None
+        return self.completion(task_id) is not None
 
-    def mark_completed(self, task_id: str, task_name: str) -> None:
-        self.mark_completed_in(self._connection(), task_id, task_name)
+    def completion(self, task_id: str) -> Completion | None:
+        """The completion recorded for ``task_id``, or None if it has not completed."""
+        query = f"SELECT result FROM completed_tasks WHERE task_id = {self.placeholder}"
+        row = self._connection().execute(query, (task_id,)).fetchone()
+        return None if row is None else decode_result(row[0])
 
-    def mark_completed_in(self, connection: Any, task_id: str, task_name: str) -> None:
-        connection.execute(self.insert_completed, (task_id, task_name, time.time()))
+    def mark_completed(self, task_id: str, task_name: str, result: str | None = None) -> None:
+        """Record ``task_id`` as completed with its return value (JSON text, see :func:`encode_result`)."""
+        self.mark_completed_in(self._connection(), task_id, task_name, result)
+
+    def mark_completed_in(
+        self, connection: Any, task_id: str, task_name: str, result: str | None = None
+    ) -> None:
+        connection.execute(self.insert_completed, (task_id, task_name, time.time(), result))
+
+    def record_result(self, task_id: str, result: str | None) -> None:
+        """Add the return value to a completion that was recorded without it."""
+        query = f"UPDATE completed_tasks SET result = {self.placeholder} WHERE task_id = {self.placeholder}"
+        self._connection().execute(query, (result, task_id))
 
     def forget_before(self, cutoff: float) -> int:
         """Forget completions recorded before ``cutoff`` (a Unix time); returns how many."""
@@ -74,11 +131,33 @@ class _SQLStore:
         return self._connection().execute(query, (cutoff,)).rowcount
 
 
+#: Seconds processes opening the same new SQLite file may wait for each other.
+OPEN_TIMEOUT = 30.0
+
+
+def use_write_ahead_log(connection: sqlite3.Connection) -> None:
+    """Put the database in WAL mode (kept in the file), waiting out other processes doing the same.
+
+    Switching needs the database to itself, and SQLite answers "database is
+    locked" at once instead of waiting when another process holds it.
+    """
+    deadline = time.monotonic() + OPEN_TIMEOUT
+    while True:
+        try:
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SQLiteStore(_SQLStore):
     """Completed ids in a SQLite file (WAL mode, safe across processes on one host)."""
 
     placeholder = "?"
-    insert_completed = "INSERT OR IGNORE INTO completed_tasks VALUES (?, ?, ?)"
+    insert_completed = "INSERT OR IGNORE INTO completed_tasks VALUES (?, ?, ?, ?)"
 
     def __init__(self, path: str) -> None:
         super().__init__()
@@ -90,9 +169,15 @@ class SQLiteStore(_SQLStore):
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
+            use_write_ahead_log(connection)
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute(SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(completed_tasks)")}
+            if "result" not in columns:
+                try:
+                    connection.execute(RESULT_COLUMN)
+                except sqlite3.OperationalError:  # another process added it first
+                    pass
             self._local.connection = connection
         return connection
 
@@ -112,7 +197,7 @@ class PostgresStore(_SQLStore):
     """Completed ids in PostgreSQL (workers on several hosts)."""
 
     placeholder = "%s"
-    insert_completed = "INSERT INTO completed_tasks VALUES (%s, %s, %s) ON CONFLICT (task_id) DO NOTHING"
+    insert_completed = "INSERT INTO completed_tasks VALUES (%s, %s, %s, %s) ON CONFLICT (task_id) DO NOTHING"
 
     def __init__(self, url: str) -> None:
         super().__init__()
@@ -125,6 +210,10 @@ class PostgresStore(_SQLStore):
 
             connection = psycopg.connect(self.url, autocommit=True)
             connection.execute(SCHEMA)
+            try:
+                connection.execute(RESULT_COLUMN.replace("ADD COLUMN", "ADD COLUMN IF NOT EXISTS"))
+            except psycopg.Error:  # another process added it at the same moment
+                pass
             self._local.connection = connection
         return connection
 

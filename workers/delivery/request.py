@@ -5,7 +5,8 @@ with what the pool process raised. Verdicts (retry later, dead letter) are
 settled by :mod:`workers.delivery.lifecycle`: republished with a confirm, then acked.
 A failure that reaches the main process without a verdict (a hard time limit
 kills the pool process before it can decide; anything raised outside the task
-body) is decided here with the task's own classifier rules, never acked away.
+body) is decided here with the task's own classifier rules, never acked away,
+and recorded as Celery would (:mod:`workers.delivery.results`).
 A pool process that died is left to Celery: the message is requeued, and
 RabbitMQ counts the delivery.
 
@@ -31,6 +32,7 @@ from celery.worker.state import task_ready
 from workers.delivery.classify import ErrorClass, classify
 from workers.delivery.headers import Failure
 from workers.delivery.lifecycle import lifecycle_of
+from workers.delivery.results import record_decided_here
 from workers.delivery.verdict import DeadLetterNow, RetryLater, decide, describe
 
 logger = logging.getLogger(__name__)
@@ -66,8 +68,9 @@ class PlatformRequest(Request):
         exc = exc_info.exception
         if isinstance(exc, ExceptionWithTraceback):
             exc = exc.exc
-        if not isinstance(exc, (*CELERY_HANDLED, RetryLater, DeadLetterNow)):
-            exc = self._decide_here(exc_info, exc)
+        if not isinstance(exc, (RetryLater, DeadLetterNow, *CELERY_HANDLED)):
+            original, exc = exc, self._decide_here(exc_info, exc)
+            record_decided_here(self, original, exc_info, exc)
         if not isinstance(exc, (RetryLater, DeadLetterNow)):
             return super().on_failure(exc_info, send_failed_event, return_ok)
 
@@ -91,13 +94,30 @@ class PlatformRequest(Request):
             )
             return None
 
+        failure = exc.failure
+
         def acknowledge_failure() -> None:
-            # Celery acks (acks_late with acks_on_failure) and sends task-failed.
-            Request.on_failure(self, exc_info, send_failed_event, return_ok)
+            # The failure is recorded (results.py); ack as acks_on_failure does, tell Flower.
+            task_ready(self)
+            self.acknowledge()
+            if send_failed_event:
+                exception = f"{failure.error_type}({failure.error_message!r})"
+                self.send_event("task-failed", exception=exception, traceback=failure.traceback)
 
         lifecycle.dead_letter(
-            self._message, exc.failure, exc.retries, ack=acknowledge_failure, requeue=self._give_back
+            self._message, failure, exc.retries, ack=acknowledge_failure, requeue=self._give_back
         )
+        return None
+
+    def on_timeout(self, soft: bool, timeout: float) -> None:
+        """A hard time limit was settled by :meth:`on_failure`, which billiard calls first.
+
+        Celery's own handler would record a second failure (errbacks again)
+        and ack the message a second time; a soft limit is only a warning.
+        """
+        if soft:
+            return super().on_timeout(soft, timeout)
+        logger.error("hard time limit (%ss) exceeded for %s[%s]", timeout, self.name, self.id)
         return None
 
     def revoked(self) -> bool:

@@ -4,11 +4,15 @@ In the pool process, around the task body:
 
 1. skip the body if the task id is already recorded as completed (idempotency);
 2. run the body;
-3. on success, record the id as completed (unless the task did so itself inside
-   :meth:`PlatformTask.transaction`, together with its side effects);
+3. on success, record the id as completed with its return value (unless the
+   task did so itself inside :meth:`PlatformTask.transaction`, together with
+   its side effects; the value is added after the body returns);
 4. on failure, classify the exception and raise the verdict
    (:class:`~workers.delivery.verdict.RetryLater` or :class:`~workers.delivery.verdict.DeadLetterNow`),
    which the worker's main process carries out (:mod:`workers.delivery.request`).
+   Celery records the attempt with the task's own exception: RETRY while it
+   backs off, FAILURE (with errbacks) once it is dead-lettered
+   (:mod:`workers.delivery.results`).
 
 Per-task options (given to ``@app.task(...)``; checked when the task is bound)::
 
@@ -20,20 +24,22 @@ Per-task options (given to ``@app.task(...)``; checked when the task is bound)::
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from celery import Task
-from celery.exceptions import Ignore, Reject, Retry
+from celery import Task, states
+from celery.exceptions import Ignore, MaxRetriesExceededError, Reject, Retry
 from kombu.exceptions import OperationalError
 
 from config.app import platform_config
 from workers.delivery.backoff import RetryPolicy
 from workers.delivery.classify import ClassifierRules, Decider, classify, import_types
 from workers.delivery.delays import check_countdown, check_eta, seconds_until
-from workers.delivery.idempotency import CompletionStore, open_store
+from workers.delivery.idempotency import Completion, CompletionStore, encode_result, open_store
 from workers.delivery.options import check_celery_options
+from workers.delivery.results import record_final_failure
 from workers.delivery.verdict import DeadLetterNow, decide, describe
 from workers.errors import PublishError
 
@@ -42,6 +48,20 @@ logger = logging.getLogger(__name__)
 #: Exceptions that steer Celery itself, and the platform's own verdicts (``self.retry()``
 #: raises one): they pass through untouched, never classified as a failure.
 CONTROL_EXCEPTIONS = (Ignore, Reject, Retry, DeadLetterNow)
+
+
+#: Retries of Celery's own tasks declared with ``max_retries=None`` (Celery: retry forever).
+UNLIMITED_RETRIES = sys.maxsize
+
+
+def default_max_retries(task_class: Any, configured: int) -> int:
+    """The retries a task without its own ``max_retries`` gets.
+
+    ``PLATFORM_MAX_RETRIES`` for the app's tasks; Celery's own tasks keep
+    Celery's meaning of ``None``, retry forever (``celery.chord_unlock`` polls
+    a chord's header by retrying until it is ready).
+    """
+    return UNLIMITED_RETRIES if (task_class.name or "").startswith("celery.") else configured
 
 
 class PlatformTask(Task):
@@ -86,7 +106,7 @@ class PlatformTask(Task):
                 base=float(pick(cls.retry_base, settings.retry_base)),
                 jitter_max=float(pick(cls.retry_jitter_max, settings.retry_jitter_max)),
                 max_delay=float(pick(cls.retry_max_delay, settings.retry_max_delay)),
-                max_retries=int(pick(cls.max_retries, settings.max_retries)),
+                max_retries=int(pick(cls.max_retries, default_max_retries(cls, settings.max_retries))),
                 max_unknown_retries=int(pick(cls.max_unknown_retries, settings.max_unknown_retries)),
             )
         except (TypeError, ValueError) as exc:
@@ -112,31 +132,65 @@ class PlatformTask(Task):
     # -- in the pool process -------------------------------------------------
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.request.called_directly:
+        if self.request.called_directly or self.request.is_eager:
+            # A plain call, apply() or task_always_eager: no broker, no lifecycle (Celery's meaning).
             return super().__call__(*args, **kwargs)
-        task_id = self.request.id
-        store = self.completion_store() if self.idempotent else None
-        if store is not None and store.is_completed(task_id):
-            logger.info("task %s[%s] already completed; not running it again", self.name, task_id)
-            return None
         self.request.platform_completed = False
         try:
-            result = self.run(*args, **kwargs)
+            return self._run_once(args, kwargs)
         except CONTROL_EXCEPTIONS:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure gets a verdict
+            # The body's, or the state store's: either way the attempt did not complete.
             classification = classify(exc, self._classifier_rules)
             failure = describe(exc, classification.error_class)
-            verdict = decide(failure, classification, self.request.retries or 0, self._retry_policy)
-        else:
-            if store is not None and not self.request.platform_completed:
-                store.mark_completed(task_id, self.name)
-            return result
-        if isinstance(verdict, DeadLetterNow):
-            logger.error("task %s[%s] failed for good:\n%s", self.name, task_id, verdict.failure.traceback)
-        # Raised outside the except block and unchained: the original traceback
-        # travels as text, so no frames of the task body are kept alive.
+            verdict = decide(failure, classification, self.request.retries or 0, self._retry_policy, exc=exc)
+            if isinstance(verdict, DeadLetterNow):
+                record_final_failure(self, exc)
+        # Raised outside the except block: the failure travels as text, and the
+        # verdict's own traceback is cleared by Celery's tracer.
         raise verdict
+
+    def _run_once(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The body, unless this task id already completed; then the completion mark."""
+        task_id = self.request.id
+        store = self.completion_store() if self.idempotent else None
+        if store is not None:
+            completion = store.completion(task_id)
+            if completion is not None:
+                return self._already_completed(completion)
+        result = self.run(*args, **kwargs)
+        if store is not None:
+            recorded = encode_result(result)
+            if self.request.platform_completed:
+                store.record_result(task_id, recorded)
+            else:
+                store.mark_completed(task_id, self.name, recorded)
+        return result
+
+    def _already_completed(self, completion: Completion) -> Any:
+        """What a delivery of a completed task id does instead of running the body again.
+
+        It hands on the recorded return value, so Celery stores the same
+        result again and a chain or callback that a crash kept from being sent
+        is sent now (a duplicate of the next step is absorbed by that step's
+        own completion mark). A chord member whose success is already stored
+        is not counted twice; a value that was never recorded is not invented.
+        """
+        task_id = self.request.id
+        logger.info("task %s[%s] already completed; not running it again", self.name, task_id)
+        if self.request.chord and self.AsyncResult(task_id).state == states.SUCCESS:
+            raise Ignore()
+        if not completion.result_known:
+            if self.request.callbacks or self.request.chain:
+                logger.error(
+                    "task %s[%s] completed before its return value was recorded; "
+                    "the steps linked after it are not sent again",
+                    self.name,
+                    task_id,
+                )
+            raise Ignore()
+        return completion.result
 
     def retry(  # type: ignore[override]
         self,
@@ -159,6 +213,8 @@ class PlatformTask(Task):
             ValueError: ``args`` or ``kwargs`` given (the same message is retried).
             DelayError: a countdown or eta the broker can't hold.
         """
+        if self.request.is_eager:  # apply() / task_always_eager: Celery's own in-process retry
+            return super().retry(args, kwargs, exc, throw, eta, countdown, max_retries, **options)
         if args is not None or kwargs is not None:
             raise ValueError("retry() re-runs the same message; args and kwargs can't change")
         from workers.delivery.classify import Classification, ErrorClass
@@ -167,14 +223,21 @@ class PlatformTask(Task):
             countdown = max(seconds_until(check_eta(eta)), 0.0)
         if countdown is not None:
             countdown = check_countdown(countdown)
-        reason = exc or RuntimeError("retry requested by the task")
-        failure = describe(reason, ErrorClass.TRANSIENT)
         policy = self._retry_policy
         if max_retries is not None:
             policy = RetryPolicy(**{**policy.__dict__, "max_retries": max_retries})
-        raise decide(
-            failure, Classification(ErrorClass.TRANSIENT), self.request.retries or 0, policy, countdown
+        retries = self.request.retries or 0
+        if exc is None and retries >= policy.retries_allowed(ErrorClass.TRANSIENT):
+            # Celery's meaning: retries used up without an exception to re-raise.
+            exc = MaxRetriesExceededError(f"Can't retry {self.name}[{self.request.id}]: max retries exceeded")
+        reason = exc or RuntimeError("retry requested by the task")
+        failure = describe(reason, ErrorClass.TRANSIENT)
+        verdict = decide(
+            failure, Classification(ErrorClass.TRANSIENT), retries, policy, countdown, exc=reason
         )
+        if isinstance(verdict, DeadLetterNow):
+            record_final_failure(self, reason)
+        raise verdict
 
     @contextmanager
     def transaction(self) -> Iterator[Any]:

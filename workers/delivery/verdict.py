@@ -5,8 +5,13 @@ has the real exception object); the verdict travels to the worker's main
 process as one of the two exceptions below, which pickle safely whatever the
 original exception was. :mod:`workers.delivery.lifecycle` carries the verdict out.
 
-``RetryLater`` is a Celery ``Retry``, so the task shows as RETRY in Flower and
-in the logs; ``DeadLetterNow`` is an ordinary failure (FAILURE).
+``RetryLater`` is a Celery ``Retry``: Celery's tracer records the attempt as
+RETRY (result backend, ``on_retry``, the ``task_retry`` signal) with the task's
+own exception (:attr:`RetryLater.exc`, kept in the pool process only). A
+``DeadLetterNow`` is a Celery ``Ignore`` to the tracer: the task base has
+already recorded the failure the way Celery does (FAILURE with the task's own
+exception, errbacks, ``on_failure``, the ``task_failure`` signal), so the
+tracer must not record it a second time as a failure of the verdict itself.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import traceback as traceback_module
 
 from celery import signals
-from celery.exceptions import Retry
+from celery.exceptions import Ignore, Retry
 
 from workers.delivery.backoff import RetryPolicy, backoff_delay
 from workers.delivery.classify import Classification, ErrorClass
@@ -24,7 +29,14 @@ from workers.delivery.headers import Failure
 class RetryLater(Retry):
     """Republish the message to its delay queue; it comes back after ``delay``."""
 
-    def __init__(self, failure: Failure, delay: float, retry_number: int, scheduled: bool = False) -> None:
+    def __init__(
+        self,
+        failure: Failure,
+        delay: float,
+        retry_number: int,
+        scheduled: bool = False,
+        exc: BaseException | None = None,
+    ) -> None:
         self.failure = failure
         self.delay = delay
         self.retry_number = retry_number
@@ -40,12 +52,15 @@ class RetryLater(Retry):
         # Celery's Retry puts itself in its own args: a reference cycle that
         # keeps every failed attempt's frames alive until a full collection.
         self.args = (self.message, None, delay)
+        #: The task's own exception, which Celery records as the RETRY's result
+        #: (pool process only: it is not pickled to the main process).
+        self.exc = exc
 
     def __reduce__(self):
         return (type(self), (self.failure, self.delay, self.retry_number, self.scheduled))
 
 
-class DeadLetterNow(Exception):
+class DeadLetterNow(Ignore):
     """Republish the message to its dead-letter queue with the failure's metadata."""
 
     def __init__(self, failure: Failure, retries: int) -> None:
@@ -77,6 +92,7 @@ def decide(
     retries_done: int,
     policy: RetryPolicy,
     countdown: float | None = None,
+    exc: BaseException | None = None,
 ) -> RetryLater | DeadLetterNow:
     """Retry with backoff while the class allows it, else dead-letter.
 
@@ -88,13 +104,14 @@ def decide(
         countdown: an explicit wait asked for by the task (``self.retry``);
             it is honoured as given (the broker's delay levels hold it), not
             capped by the backoff's maximum.
+        exc: the exception itself, recorded by Celery as a retry's reason.
     """
     if retries_done >= policy.retries_allowed(classification.error_class):
         return DeadLetterNow(failure, retries_done)
     if countdown is not None:
-        return RetryLater(failure, max(countdown, 0.0), retries_done + 1, scheduled=True)
+        return RetryLater(failure, max(countdown, 0.0), retries_done + 1, scheduled=True, exc=exc)
     delay = backoff_delay(retries_done, policy, classification.retry_after)
-    return RetryLater(failure, delay, retries_done + 1)
+    return RetryLater(failure, delay, retries_done + 1, exc=exc)
 
 
 # -- releasing failed attempts (Celery signals) --------------------------------
@@ -112,6 +129,7 @@ def release_retried_attempt(reason: BaseException | None = None, **_: object) ->
     """Break the cycle of a ``RetryLater`` once Celery has recorded the retry."""
     if isinstance(reason, RetryLater):
         reason.__traceback__ = None
+        reason.exc = None
 
 
 @signals.task_failure.connect(weak=False)
