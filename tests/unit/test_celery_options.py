@@ -101,6 +101,26 @@ def test_task_default_priority_is_refused_when_the_tasks_are_declared(tmp_path: 
         app.close()
 
 
+@pytest.mark.parametrize("option", ["acks_late", "acks_on_failure_or_timeout", "reject_on_worker_lost"])
+def test_a_task_that_turns_off_late_ack_or_redelivery_is_refused_when_declared(
+    app: Celery, option: str
+) -> None:
+    with pytest.raises(UnsupportedOption, match=rf"task tests\.early: {option}=False is not supported"):
+
+        @app.task(name="tests.early", shared=False, **{option: False})
+        def early() -> None: ...
+
+
+def test_an_app_that_turns_off_late_ack_is_refused_when_its_tasks_are_declared(tmp_path: Path) -> None:
+    app = unit_app(tmp_path)
+    app.conf.task_acks_late = False
+    try:
+        with pytest.raises(UnsupportedOption, match="acks_late=False"):
+            app.finalize()
+    finally:
+        app.close()
+
+
 @pytest.mark.parametrize("priority", [0, 5, 9, "5"])
 def test_any_priority_but_none_is_refused(priority: Any) -> None:
     with pytest.raises(UnsupportedOption) as refused:

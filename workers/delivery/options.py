@@ -8,6 +8,11 @@ publish can carry, on every publish (:mod:`workers.delivery.publishing`).
   priorities in RabbitMQ 3.10-3.13 (a priority is silently ignored there;
   RabbitMQ 4.0's two-level "high/normal" is not Celery's 0-9 scale either).
   Urgent work gets its own queue and its own workers instead.
+- ``acks_late=False``, ``acks_on_failure_or_timeout=False``,
+  ``reject_on_worker_lost=False`` (per task, or ``task_acks_late`` and the like
+  in the app's configuration): refused. The lifecycle is "ack after the work"
+  and "a lost worker means redelivery"; an early ack would lose the message
+  when the worker dies, and the platform settles failures itself.
 - ``rate_limit``: must be a rate Celery understands (``"10/s"``, ``"100/m"``,
   ``"3/h"``, a number of tasks per second); honoured per worker instance by
   :mod:`workers.delivery.rates`.
@@ -42,6 +47,30 @@ def check_priority(priority: Any, what: str) -> None:
         raise UnsupportedOption(f"{what}: priority={priority!r} is not supported: {PRIORITY_ADVICE}")
 
 
+#: Celery options the lifecycle fixes, with the value it needs.
+LIFECYCLE_OPTIONS = {
+    "acks_late": True,
+    "acks_on_failure_or_timeout": True,
+    "reject_on_worker_lost": True,
+}
+
+
+def check_lifecycle_options(task_class: Any, name: str) -> None:
+    """Refuse a task that turns off late ack or redelivery on a lost worker.
+
+    Raises:
+        UnsupportedOption: one of :data:`LIFECYCLE_OPTIONS` is set otherwise.
+    """
+    for option, needed in LIFECYCLE_OPTIONS.items():
+        value = getattr(task_class, option, None)
+        if value is not None and bool(value) is not needed:
+            raise UnsupportedOption(
+                f"task {name}: {option}={value!r} is not supported: the platform acks a message only "
+                "after its task ran and settles failures itself (a lost worker's message is "
+                "redelivered); leave it unset (per task and in the app's task_* settings)"
+            )
+
+
 def check_celery_options(task_class: Any, settings: Any) -> None:
     """Refuse Celery options of ``task_class`` the platform can't honour.
 
@@ -50,10 +79,12 @@ def check_celery_options(task_class: Any, settings: Any) -> None:
 
     Raises:
         UnsupportedOption: a priority, given to ``@app.task(priority=...)`` or
-            inherited from Celery's ``task_default_priority``.
+            inherited from Celery's ``task_default_priority``; late ack or
+            redelivery on a lost worker turned off.
         ValueError: a ``rate_limit`` Celery can't read.
     """
     name = task_class.name or task_class.__name__
+    check_lifecycle_options(task_class, name)
     check_priority(
         task_class.priority,
         f"task {name} (from @app.task(priority=...) or the task_default_priority setting)",
