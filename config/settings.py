@@ -125,6 +125,27 @@ class Settings:
     subscriber_max_age: float = 0.0
     #: What a full subscriber queue does: ``reject-publish`` (publishers get an error) or ``dead-letter``.
     subscriber_overflow: str = "reject-publish"
+    #: Fewest workers per queue; 0 lets an idle queue scale to zero.
+    scale_min: int = 1
+    #: Most workers per queue.
+    scale_max: int = 8
+    #: Due backlog (ready + unacked) above which a queue gets ``scale_step_up`` more workers.
+    scale_up_above: int = 1000
+    #: Due backlog below which, for the whole ``scale_window``, a queue gives up ``scale_step_down`` workers.
+    scale_down_below: int = 100
+    #: Workers added by one scale-up.
+    scale_step_up: int = 2
+    #: Workers removed by one scale-down.
+    scale_step_down: int = 1
+    #: Seconds between two scaling actions on one queue.
+    scale_cooldown: float = 60.0
+    #: Seconds of samples that must all say "down" before a queue scales down (hysteresis).
+    scale_window: float = 300.0
+    #: Seconds a due task should wait at most; sizes the pool by backlog x task time instead of the
+    #: thresholds once task times are known. 0: off.
+    scale_target_latency: float = 0.0
+    #: Per-queue overrides of the scale settings: ``orders:min=1,max=20;email:max=4``.
+    scale_queues: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
 
 
 #: Environment variable for each setting.
@@ -172,6 +193,29 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "subscriber_max_length": "PLATFORM_SUBSCRIBER_MAX_LENGTH",
     "subscriber_max_age": "PLATFORM_SUBSCRIBER_MAX_AGE",
     "subscriber_overflow": "PLATFORM_SUBSCRIBER_OVERFLOW",
+    "scale_min": "PLATFORM_SCALE_MIN",
+    "scale_max": "PLATFORM_SCALE_MAX",
+    "scale_up_above": "PLATFORM_SCALE_UP_ABOVE",
+    "scale_down_below": "PLATFORM_SCALE_DOWN_BELOW",
+    "scale_step_up": "PLATFORM_SCALE_STEP_UP",
+    "scale_step_down": "PLATFORM_SCALE_STEP_DOWN",
+    "scale_cooldown": "PLATFORM_SCALE_COOLDOWN",
+    "scale_window": "PLATFORM_SCALE_WINDOW",
+    "scale_target_latency": "PLATFORM_SCALE_TARGET_LATENCY",
+    "scale_queues": "PLATFORM_SCALE_QUEUES",
+}
+
+#: Keys of one queue's entry in ``PLATFORM_SCALE_QUEUES`` and the setting each overrides.
+SCALE_KEYS: Mapping[str, str] = {
+    "min": "scale_min",
+    "max": "scale_max",
+    "up_above": "scale_up_above",
+    "down_below": "scale_down_below",
+    "step_up": "scale_step_up",
+    "step_down": "scale_step_down",
+    "cooldown": "scale_cooldown",
+    "window": "scale_window",
+    "target_latency": "scale_target_latency",
 }
 
 
@@ -365,6 +409,81 @@ def _choice(*choices: str) -> Callable[[str, str], str]:
     return convert
 
 
+#: A queue ``PLATFORM_SCALE_QUEUES`` may name: a work queue, or a subscriber queue ``<service>.events``.
+SCALED_QUEUE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}(\.events)?$")
+
+
+def _scale_queues(name: str, raw: str) -> tuple[tuple[str, tuple[tuple[str, float], ...]], ...]:
+    """``queue:key=value[,key=value][;queue:...]``; each value is checked as its own variable is."""
+    entries: dict[str, tuple[tuple[str, float], ...]] = {}
+    for entry in (part.strip() for part in raw.split(";")):
+        if not entry:
+            continue
+        queue, colon, pairs = (part.strip() for part in entry.partition(":"))
+        if not colon or not SCALED_QUEUE_NAME.match(queue):
+            raise SettingsError(
+                f"{name}: {entry!r} is not queue:key=value[,key=value] (e.g. orders:min=1,max=20)"
+            )
+        if queue in entries:
+            raise SettingsError(f"{name} names queue {queue!r} twice")
+        values: dict[str, float] = {}
+        for pair in (part.strip() for part in pairs.split(",")):
+            if not pair:
+                continue
+            key, equals, value = (part.strip() for part in pair.partition("="))
+            if not equals or key not in SCALE_KEYS:
+                raise SettingsError(
+                    f"{name}: {queue}: {pair!r} is not key=value with a key of {', '.join(SCALE_KEYS)}"
+                )
+            field = SCALE_KEYS[key]
+            if field in values:
+                raise SettingsError(f"{name}: {queue} sets {key} twice")
+            values[field] = float(_CONVERTERS[field](f"{name} {queue}:{key}", value))  # type: ignore[arg-type]
+        if not values:
+            raise SettingsError(f"{name}: {queue} sets nothing (e.g. {queue}:min=1,max=20)")
+        entries[queue] = tuple(values.items())
+    return tuple(entries.items())
+
+
+def scale_values(settings: Settings, queue: str | None = None) -> dict[str, float]:
+    """The scale settings (by field name) for ``queue``: its ``PLATFORM_SCALE_QUEUES`` entry over the globals."""
+    values: dict[str, float] = {field: getattr(settings, field) for field in SCALE_KEYS.values()}
+    if queue is not None:
+        values.update(dict(settings.scale_queues).get(queue, ()))
+    return values
+
+
+def _check_scaling(settings: Settings) -> None:
+    """Cross-field checks of the scale settings: globally, then for each queue of ``PLATFORM_SCALE_QUEUES``.
+
+    A message names the variable to change: ``PLATFORM_SCALE_MIN``, or
+    ``PLATFORM_SCALE_QUEUES orders:min`` when the queue's entry set the value.
+    """
+    _check_scale_bounds(scale_values(settings), ENVIRONMENT_NAMES)
+    known = (*settings.queues, settings.default_queue)
+    keys = {field: key for key, field in SCALE_KEYS.items()}
+    for queue, overrides in settings.scale_queues:
+        if "." not in queue and queue not in known:
+            raise SettingsError(
+                f"PLATFORM_SCALE_QUEUES: {queue!r} is not a queue of PLATFORM_QUEUES or PLATFORM_DEFAULT_QUEUE"
+            )
+        labels = {
+            **ENVIRONMENT_NAMES,
+            **{f: f"PLATFORM_SCALE_QUEUES {queue}:{keys[f]}" for f, _ in overrides},
+        }
+        _check_scale_bounds(scale_values(settings, queue), labels)
+
+
+def _check_scale_bounds(values: Mapping[str, float], labels: Mapping[str, str]) -> None:
+    def named(field: str) -> str:
+        return f"{labels[field]} ({values[field]:g})"
+
+    if values["scale_min"] > values["scale_max"]:
+        raise SettingsError(f"{named('scale_min')} must not be above {named('scale_max')}")
+    if values["scale_down_below"] >= values["scale_up_above"]:
+        raise SettingsError(f"{named('scale_down_below')} must be below {named('scale_up_above')}")
+
+
 _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "broker_url": _url("amqp", "amqps", "pyamqp"),
     "queues": _queue_names,
@@ -409,6 +528,16 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "subscriber_max_length": _number(int, 0),
     "subscriber_max_age": _number(float, 0.0),
     "subscriber_overflow": _choice("reject-publish", "dead-letter"),
+    "scale_min": _number(int, 0),
+    "scale_max": _number(int, 1),
+    "scale_up_above": _number(int, 1),
+    "scale_down_below": _number(int, 0),
+    "scale_step_up": _number(int, 1),
+    "scale_step_down": _number(int, 1),
+    "scale_cooldown": _number(float, 0.0),
+    "scale_window": _number(float, 0.0),
+    "scale_target_latency": _number(float, 0.0),
+    "scale_queues": _scale_queues,
 }
 
 
@@ -435,4 +564,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.default_queue in settings.queues:
         raise SettingsError("PLATFORM_DEFAULT_QUEUE must differ from the queues in PLATFORM_QUEUES")
+    _check_scaling(settings)
     return settings

@@ -101,6 +101,16 @@ PARSED = [
     ("subscriber_max_age", "86400", 86400.0),
     ("subscriber_overflow", "dead-letter", "dead-letter"),
     ("subscriber_overflow", "Reject-Publish", "reject-publish"),
+    ("scale_min", "0", 0),
+    ("scale_max", "20", 20),
+    ("scale_up_above", "5000", 5000),
+    ("scale_down_below", "0", 0),
+    ("scale_step_up", "4", 4),
+    ("scale_step_down", "2", 2),
+    ("scale_cooldown", "0", 0.0),
+    ("scale_window", "600", 600.0),
+    ("scale_target_latency", "2.5", 2.5),
+    ("scale_queues", "orders:max=20", (("orders", (("scale_max", 20.0),)),)),
 ]
 
 
@@ -154,6 +164,10 @@ BAD_VALUES = {
     "PLATFORM_EVENT_LOG_RETENTION": ["-1", "7d"],
     "PLATFORM_SUBSCRIBER_MAX_LENGTH": ["-5", "lots"],
     "PLATFORM_SUBSCRIBER_OVERFLOW": ["drop-head", "reject"],
+    "PLATFORM_SCALE_MIN": ["-1", "one"],
+    "PLATFORM_SCALE_MAX": ["0", "lots"],
+    "PLATFORM_SCALE_COOLDOWN": ["-1", "1m"],
+    "PLATFORM_SCALE_QUEUES": ["orders", "orders:max", "orders:max=x"],
 }
 
 

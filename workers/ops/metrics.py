@@ -20,6 +20,14 @@ Serves the text exposition format at ``/metrics`` on ``PLATFORM_METRICS_PORT``:
   per level; negative when late, absent when there is none) and
   ``platform_delayed_unroutable_messages`` (due, but their queue is gone),
   :func:`workers.ops.delays.delay_stats`;
+- ``platform_queue_due_backlog`` per work and subscriber queue: ready +
+  unacked, the scaling signal (:mod:`workers.scaling.signal`; its retry,
+  dead-letter and delay-level queues are not due work);
+- ``platform_scale_desired_workers`` per work and subscriber queue: what the
+  scaling policy (:func:`workers.scaling.policy.decide`) asks for, with the
+  queue's consumers as its current workers. Advisory: nothing acts on it yet.
+  The server keeps each queue's history between scrapes (so the stabilisation
+  window holds) but records no action, so no cooldown applies;
 - ``platform_metrics_up``: 1 when the broker and its management API answered.
 
 Inflow is counted from ``x-last-failed-at``: dead letters that entered the DLQ
@@ -33,7 +41,8 @@ import argparse
 import logging
 import math
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,7 +52,7 @@ from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
 from config.app import platform_config
-from workers.broker import QueueDepth, kombu_connection, queue_depth
+from workers.broker import QueueDepth, kombu_connection, masked_text, queue_depth
 from workers.delivery.lateness import BUCKETS, LatenessHistogram, read_lateness
 from workers.ops import delays, dlq
 from workers.ops.queue_stats import (
@@ -57,6 +66,9 @@ from workers.ops.queue_stats import (
     queue_stats,
     vhost_of,
 )
+from workers.scaling.limits import limits_for
+from workers.scaling.policy import History, decide
+from workers.scaling.signal import CountsSource, QueueSignal, SignalUnavailable, queue_signals
 
 if TYPE_CHECKING:
     from config.settings import Settings
@@ -102,6 +114,14 @@ METRICS: Mapping[str, tuple[str, str]] = {
     "platform_delayed_unroutable_messages": (
         "gauge",
         "Delayed tasks that came due for a queue that no longer exists (platform.delayed.unroutable).",
+    ),
+    "platform_queue_due_backlog": (
+        "gauge",
+        "Ready + unacked messages of a work or subscriber queue: its due work (retry, DLQ and delay queues apart).",
+    ),
+    "platform_scale_desired_workers": (
+        "gauge",
+        "Workers the scaling policy asks for, from the queue's consumers (advisory: nothing acts on it yet).",
     ),
     "platform_metrics_up": ("gauge", "1 when the broker and its management API answered this scrape."),
 }
@@ -177,6 +197,54 @@ def delay_samples(stats: delays.DelayStats, now: datetime) -> list[Sample]:
     return samples
 
 
+def due_backlog_samples(signals: Iterable[QueueSignal]) -> list[Sample]:
+    """The due backlog (ready + unacked) of each work and subscriber queue (pure)."""
+    return [
+        Sample("platform_queue_due_backlog", signal.due_backlog, {"queue": signal.queue})
+        for signal in signals
+    ]
+
+
+def desired_worker_samples(
+    signals: Iterable[QueueSignal], settings: Settings, histories: MutableMapping[str, History], now: datetime
+) -> list[Sample]:
+    """What the scaling policy asks for per queue, its consumers taken as its workers (advisory).
+
+    Args:
+        signals: each queue's signal, with the delayed work falling due.
+        settings: the scale settings (``PLATFORM_SCALE_*``).
+        histories: each queue's history from the previous scrapes; replaced by
+            this scrape's (samples only: nothing acted, so no action is recorded).
+        now: the scrape's time.
+    """
+    samples = []
+    for signal in signals:
+        history = histories.get(signal.queue, History())
+        decision = decide(
+            signal, signal.consumers, limits_for(settings, signal.queue), history, now.timestamp()
+        )
+        histories[signal.queue] = decision.history
+        logger.debug("scaling advice for %s: %s", signal.queue, decision.reason)
+        samples.append(Sample("platform_scale_desired_workers", decision.desired, {"queue": signal.queue}))
+    return samples
+
+
+def management_counts(settings: Settings, topology: Topology) -> CountsSource:
+    """A reader of every queue's counts from the management API, for :func:`workers.scaling.signal.read_signals`.
+
+    The reader raises :class:`~workers.scaling.signal.SignalUnavailable` when the
+    API does not answer (the message names its host, never its password).
+    """
+
+    def read() -> list[QueueStat]:
+        try:
+            return queue_stats(fetch_queues(settings.management_url, vhost_of(settings.broker_url)), topology)
+        except ManagementError as exc:
+            raise SignalUnavailable(f"no scaling signal: {masked_text(str(exc))}") from exc
+
+    return read
+
+
 def lateness_samples(histogram: LatenessHistogram) -> list[Sample]:
     """The lateness histogram's cumulative buckets, sum and count."""
     name = "platform_delay_lateness_seconds"
@@ -224,13 +292,24 @@ def render(samples: Sequence[Sample]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def collect(settings: Settings, topology: Topology, now: datetime | None = None) -> list[Sample]:
-    """Every sample, read from the management API and the DLQs' headers now."""
+def collect(
+    settings: Settings,
+    topology: Topology,
+    now: datetime | None = None,
+    histories: MutableMapping[str, History] | None = None,
+) -> list[Sample]:
+    """Every sample, read from the management API and the DLQs' headers now.
+
+    ``histories`` carries each queue's scaling history from one scrape to the
+    next (updated in place); without it the policy sees this scrape alone.
+    """
     now = now or datetime.now(UTC)
+    histories = {} if histories is None else histories
     samples: list[Sample] = []
     try:
         stats = queue_stats(fetch_queues(settings.management_url, vhost_of(settings.broker_url)), topology)
         samples += queue_samples(stats)
+        samples += due_backlog_samples(queue_signals(stats, topology.names).values())
         with kombu_connection(settings.broker_url, settings.publish_timeout) as connection:
             depths = (queue_depth(connection, name) for name in topology.names)
             samples += without_consumer_samples(depth for depth in depths if depth is not None)
@@ -241,7 +320,10 @@ def collect(settings: Settings, topology: Topology, now: datetime | None = None)
                     samples += dead_letter_samples(dlq.dlq_stats(stat.work_queue, [], now))
                 else:
                     samples += dead_letter_samples(dlq.summarize(connection, stat.work_queue, now))
-            samples += delay_samples(delays.delay_stats(connection, scan_limit=DELAY_SCAN_LIMIT), now)
+            delayed = delays.delay_stats(connection, scan_limit=DELAY_SCAN_LIMIT)
+            samples += delay_samples(delayed, now)
+        signals = queue_signals(stats, topology.names, delayed.next_due_seconds(now))
+        samples += desired_worker_samples(signals.values(), settings, histories, now)
     except (ManagementError, OperationalError, OSError, AMQPError, dlq.UnknownQueue) as exc:
         logger.warning("metrics: %s", exc)
         samples.append(Sample("platform_metrics_up", 0))
@@ -255,14 +337,21 @@ def collect(settings: Settings, topology: Topology, now: datetime | None = None)
 
 
 def make_handler(settings: Settings, topology: Topology) -> type[BaseHTTPRequestHandler]:
-    """A request handler class serving ``/metrics`` for these settings."""
+    """A request handler class serving ``/metrics`` for these settings.
+
+    Its scrapes share each queue's scaling history, and take turns (a lock), so
+    that one scrape's history is the next one's.
+    """
+    histories: dict[str, History] = {}
+    turn = threading.Lock()
 
     class MetricsHandler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.split("?")[0] != "/metrics":
                 self.send_error(404, "only /metrics is served here")
                 return
-            body = render(collect(settings, topology)).encode()
+            with turn:
+                body = render(collect(settings, topology, histories=histories)).encode()
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE)
             self.send_header("Content-Length", str(len(body)))
