@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.broker import Vhost, broker_problem, in_ci
-from tests.support.worker import WorkerProcess, platform_environment
+from tests.support.worker import WorkerProcess, platform_environment, reap_stopping
 
 _problem: list[str | None] = []
 
@@ -76,6 +76,7 @@ def platform_env(vhost: Vhost, tmp_path: Path) -> dict[str, str]:
 def start_worker(platform_env: dict[str, str], tmp_path: Path) -> Iterator:
     """Start workers with ``start_worker(queues=..., **env_overrides)``; all stopped after."""
     started: list[WorkerProcess] = []
+    reap_stopping()  # earlier tests' workers that finished shutting down meanwhile
 
     def start(
         queues: str = "orders", concurrency: int = 2, pool: str = "prefork", **env: str
@@ -86,7 +87,14 @@ def start_worker(platform_env: dict[str, str], tmp_path: Path) -> Iterator:
 
     yield start
     for worker in started:
-        worker.stop()
+        worker.stop(wait=False)  # the shutdown goes on while the next test runs
+
+
+@pytest.fixture(scope="session", autouse=True)
+def workers_stopped_at_the_end() -> Iterator[None]:
+    """Every worker a test started has exited (or was killed) before the session ends."""
+    yield
+    reap_stopping(block=True)
 
 
 @pytest.fixture

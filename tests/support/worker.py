@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -34,6 +35,28 @@ def platform_environment(broker_url: str, tmp_path: Path, **overrides: str) -> d
     return env
 
 
+#: Workers told to stop (``stop(wait=False)``) that nobody has waited for yet.
+_stopping: list[WorkerProcess] = []
+#: How many such workers may still be shutting down while a new test starts.
+MAX_STOPPING = 3
+
+
+def reap_stopping(block: bool = False) -> None:
+    """Finish the stops begun with ``wait=False``.
+
+    Those whose process exited or whose deadline passed are finished at once;
+    the oldest are waited for until at most :data:`MAX_STOPPING` remain, or
+    all of them with ``block`` (at the end of the session).
+    """
+    for worker in list(_stopping):
+        assert worker.process is not None
+        if worker.process.poll() is not None or time.monotonic() > worker._stop_deadline:
+            worker._finish_stop()
+            _stopping.remove(worker)
+    while _stopping and (block or len(_stopping) > MAX_STOPPING):
+        _stopping.pop(0)._finish_stop()
+
+
 class WorkerProcess:
     """One ``celery worker`` subprocess with its own log file."""
 
@@ -57,6 +80,7 @@ class WorkerProcess:
         ]  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
         self._log_offset = 0
+        self._stop_deadline = 0.0
 
     def start(self, timeout: float = 60) -> WorkerProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
@@ -99,13 +123,27 @@ class WorkerProcess:
             os.killpg(self.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
-    def stop(self, timeout: float = 30) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL if it takes too long."""
+    def stop(self, timeout: float = 30, wait: bool = True) -> None:
+        """Warm shutdown (SIGTERM), then SIGKILL if it takes longer than ``timeout``.
+
+        With ``wait=False`` it returns once the signal is sent and
+        :func:`reap_stopping` finishes the stop later (the fixtures use it, so
+        the next test need not wait out this worker's shutdown of a second or two).
+        """
         if not self.process or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGTERM)
+        self._stop_deadline = time.monotonic() + timeout
+        if wait:
+            self._finish_stop()
+        else:
+            _stopping.append(self)
+
+    def _finish_stop(self) -> None:
+        """Wait for the main process until the stop's deadline, then kill what is left of its group."""
+        assert self.process is not None
         try:
-            self.process.wait(timeout=timeout)
+            self.process.wait(timeout=max(self._stop_deadline - time.monotonic(), 0.0))
         except subprocess.TimeoutExpired:
             self.kill_main()
         try:
