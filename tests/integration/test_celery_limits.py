@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,10 +19,10 @@ from celery.exceptions import WorkerLostError
 from config.app import create_app, platform_config
 from config.settings import load_settings
 from config.topology import DELAY_LEVELS
-from tests.support.broker import in_ci
 from tests.support.cli import run_cli
 from tests.support.ledger import events
 from tests.support.messages import header
+from tests.support.redis_backend import require_redis
 from tests.support.wait import wait_for
 from workers.broker import declare_topology
 from workers.errors import MessageTooLarge, UnsupportedOption
@@ -33,7 +32,6 @@ pytestmark = pytest.mark.broker
 #: Task modules of the workers here: the usual test tasks plus the limited ones.
 LIMIT_MODULES = "tests.support.tasks,tests.support.limit_tasks"
 #: The machine's Redis, for the result backend (keys are per task id; only ours are removed).
-REDIS_URL = os.environ.get("PLATFORM_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
 
 
 def ledger_of(tmp_path: Path) -> Path:
@@ -231,18 +229,9 @@ def test_a_task_body_over_the_message_size_limit_is_refused_and_nothing_is_sent(
 
 
 @pytest.fixture
-def redis_backend() -> Iterator[str]:
+def redis_backend() -> str:
     """The machine's Redis as result backend: skipped locally, failed under CI=true, when down."""
-    try:
-        import redis
-
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
-        problem = f"Redis at {REDIS_URL} is not usable: {exc!r}"
-        if in_ci():
-            pytest.fail(f"CI=true and Redis is required: {problem}")
-        pytest.skip(problem)
-    yield REDIS_URL
+    return require_redis()
 
 
 def test_a_poison_message_ends_with_a_failure_result_not_started_forever(

@@ -10,7 +10,6 @@ the value a chain hands on, how often an errback ran.
 from __future__ import annotations
 
 import gc
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,53 +19,27 @@ from celery import chain, chord, group, signature
 
 from config.app import create_app
 from config.settings import load_settings
-from tests.support.broker import in_ci
 from tests.support.cli import run_cli
 from tests.support.ledger import events
+from tests.support.redis_backend import require_redis
 from tests.support.result_tasks import GatewayDown, InvalidOrder
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.broker
 
-#: The machine's Redis; a database of its own so the tests' keys stay apart.
-REDIS_URL = os.environ.get("PLATFORM_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
 TASK_MODULES = "tests.support.tasks,tests.support.result_tasks"
-
-
-def redis_problem() -> str | None:
-    try:
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-        try:
-            client.ping()
-        finally:
-            client.close()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
-        return f"Redis at {REDIS_URL} is not usable: {exc}"
-    return None
-
-
-def require_redis() -> None:
-    problem = redis_problem()
-    if problem:
-        if in_ci():
-            pytest.fail(f"CI=true and Redis is required: {problem}")
-        pytest.skip(problem)
 
 
 @pytest.fixture(params=["redis", "rpc"])
 def backend(request: pytest.FixtureRequest) -> str:
     if request.param == "redis":
-        require_redis()
-        return REDIS_URL
+        return require_redis()
     return "rpc://"
 
 
 @pytest.fixture
 def redis_backend() -> str:
-    require_redis()
-    return REDIS_URL
+    return require_redis()
 
 
 @pytest.fixture

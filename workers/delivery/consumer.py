@@ -27,7 +27,7 @@ On receipt, in this order (each a refusal to the DLQ with a reason):
 
 A refused message that has a task id also gets a FAILURE result (with a result
 backend) and a ``task-failed`` event, once its dead letter is confirmed
-(:mod:`workers.delivery.refusal_results`).
+(:mod:`workers.delivery.results`).
 
 Installed through Celery's ``worker_consumer`` setting; the blueprint adds the
 topology bootstep and leaves out Celery's native delayed delivery (this
@@ -55,7 +55,7 @@ from workers.delivery.headers import RATE_SLOT, Failure, delivery_count, retry_c
 from workers.delivery.lifecycle import Lifecycle, install_lifecycle
 from workers.delivery.rates import RateSchedules, Slot
 from workers.delivery.receipt import Refusal, check_body, check_headers
-from workers.delivery.refusal_results import record_refusal, refusal_exception
+from workers.delivery.results import record_refusal, refusal_exception
 from workers.frames import TOLERANT_TRANSPORT_OPTIONS
 
 logger = logging.getLogger(__name__)
