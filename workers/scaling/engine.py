@@ -18,7 +18,8 @@ acted, and says what it did: one log line per action (with the reason), one
 line when the broker stops answering and one when it answers again. Without
 a signal nothing changes: the engine never scales on no data.
 
-A queue the broker does not have yet (not declared) is held as it is.
+A queue the broker does not have yet (not declared) counts as empty: its
+pool gets its minimum, whose workers declare it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 from workers.scaling.limits import ScaleLimits
 from workers.scaling.policy import History, decide
 from workers.scaling.pool import Pool
-from workers.scaling.signal import CountsSource, SignalUnavailable, read_signals
+from workers.scaling.signal import CountsSource, QueueSignal, SignalUnavailable, read_signals
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ class QueueReport:
     """One queue's last decision, as the engine made it (what ``scale status`` and the metrics show)."""
 
     queue: str
-    #: Ready + unacked when decided; None when the queue was not there.
+    #: Ready + unacked when decided (0 for a queue not declared yet); None when unknown.
     backlog: int | None
     #: Workers the pool ran for the queue (dry run: its consumers).
     workers: int
@@ -134,11 +135,9 @@ class Engine:
         now = self.clock()
         reports = []
         for queue in self.queues:
-            signal = signals.get(queue)
-            if signal is None:
-                current = self._workers(queue, None)
-                reports.append(self._held(queue, current, f"{queue} is not declared: hold ({current})"))
-                continue
+            # Not declared yet (a fresh vhost): nothing is due, and the minimum's
+            # workers declare the topology when they start.
+            signal = signals.get(queue) or QueueSignal(queue, 0, 0, 0, delayed_due_in=due_in)
             current = self._workers(queue, signal.consumers)
             decision = decide(signal, current, self.limits[queue], self.histories.get(queue, History()), now)
             history = decision.history
@@ -148,7 +147,7 @@ class Engine:
                 history = history.acted(now)
                 direction = UP if decision.change > 0 else DOWN
                 self.actions[queue, direction] = self.actions.get((queue, direction), 0) + 1
-                logger.info("scale %s: %s", queue, decision.reason)
+                logger.info("scale %s: %d -> %d: %s", queue, current, decision.desired, decision.reason)
             elif self.dry_run:
                 self._say(f"scale {queue} (dry run): {decision.reason}")
             else:
@@ -183,11 +182,6 @@ class Engine:
         if self.dry_run or self.pool is None:
             return consumers or 0
         return self.pool.workers(queue)
-
-    def _held(self, queue: str, current: int, reason: str) -> QueueReport:
-        report = self._report(queue, None, current, current, reason, False)
-        logger.debug("scale %s: %s", queue, reason)
-        return report
 
     def _report(
         self, queue: str, backlog: int | None, current: int, desired: int, reason: str, acted: bool

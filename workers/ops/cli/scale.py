@@ -127,6 +127,9 @@ def run(
 ) -> None:
     """Run the scaling engine in the foreground until SIGTERM or Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     config = platform_config(app_of(ctx))
     settings, topology = config.settings, config.topology
     names = chosen_queues(topology, queues)
