@@ -10,7 +10,8 @@ where ``status``, the metrics and Flower read them. ``--dry-run`` prints the
 decisions (taking each queue's consumers as its workers) and starts nothing.
 
 ``status`` prints, per queue: the due backlog now, the pool's workers and
-desired size, and the engine's last decision (its reason and age).
+desired size, and the engine's last decision (its reason and age); a desired
+size marked ``*`` is the policy's advice (no engine runs).
 
 ====  ===========================================================
 0     success (``run``: stopped by SIGTERM or Ctrl-C)
@@ -29,11 +30,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
 
 import click
 
@@ -44,12 +43,12 @@ from workers.broker import kombu_connection, masked_url
 from workers.ops import delays
 from workers.ops.cli.common import EXIT_USAGE, app_of, emit_json, fail, json_option
 from workers.ops.metrics import management_counts
-from workers.ops.scale_state import live_decisions, read_decisions, write_decisions
+from workers.ops.scale_state import write_decisions
+from workers.ops.scale_view import scale_view
 from workers.ops.text import age_text
 from workers.scaling.engine import Engine, QueueReport
 from workers.scaling.limits import limits_for
 from workers.scaling.pool import POOLS, Pool, UnknownPool, make_pool
-from workers.scaling.signal import SignalUnavailable, read_signals
 
 logger = logging.getLogger("workers.scale")
 
@@ -185,53 +184,27 @@ def run(
 def status(ctx: click.Context, as_json: bool) -> None:
     """Per queue: due backlog now, workers, desired, and the engine's last decision."""
     config = platform_config(app_of(ctx))
-    settings, topology = config.settings, config.topology
+    settings = config.settings
     try:
-        records = read_decisions(settings.state_url)
-        live = live_decisions(settings.state_url, settings.scale_interval)
+        view = scale_view(settings, config.topology)
     except Exception as exc:  # noqa: BLE001 - any store failure is one line
         fail(f"state store not readable at {masked_url(settings.state_url)}: {exc}", EXIT_STATE_UNREADABLE)
-    try:
-        signals = read_signals(management_counts(settings, topology), topology.names)
-        backlogs: dict[str, int | None] = {name: s.due_backlog for name, s in signals.items()}
-    except SignalUnavailable as exc:
-        click.echo(f"warning: {exc}", err=True)
-        backlogs = {}
-    now = time.time()
-    rows: list[dict[str, Any]] = []
-    for queue in topology.names:
-        record = records.get(queue)
-        report = record.report if record else None
-        rows.append(
-            {
-                "queue": queue,
-                "due_backlog": backlogs.get(queue),
-                "workers": report.workers if report else None,
-                "desired": report.desired if report else None,
-                "last_decision": report.reason if report else None,
-                "decided_ago_seconds": round(now - report.at, 1) if report else None,
-                "engine_running": queue in live,
-                "pool": record.pool if record else None,
-                "restarts": record.restarts if record else 0,
-                "actions_up": report.actions_up if report else 0,
-                "actions_down": report.actions_down if report else 0,
-            }
-        )
+    if view.signal_problem:
+        click.echo(f"warning: {view.signal_problem}", err=True)
     if as_json:
-        emit_json(rows)
+        emit_json([row.record() for row in view.rows])
         return
-    if not live:
-        click.echo("no scaling engine is running (start one: make autoscale); last decisions below, if any")
+    if not view.engine_running:
+        click.echo("no scaling engine is running (start one: make autoscale); desired is the policy's advice")
     click.echo(f"{'queue':24} {'due':>8} {'workers':>8} {'desired':>8}  last decision")
-    for row in rows:
+    for row in view.rows:
         decided = "-"
-        if row["last_decision"] is not None:
-            stale = "" if row["engine_running"] else ", engine stopped"
-            ago = age_text(row["decided_ago_seconds"])
-            decided = f"{row['last_decision']} ({ago} ago{stale})"
+        if row.last_decision is not None and row.decided_ago is not None:
+            stale = "" if row.engine_running else ", engine stopped"
+            decided = f"{row.last_decision} ({age_text(row.decided_ago)} ago{stale})"
+        desired = _cell(row.desired) + ("" if row.engine_running else "*")
         click.echo(
-            f"{row['queue']:24} {_cell(row['due_backlog']):>8} {_cell(row['workers']):>8} "
-            f"{_cell(row['desired']):>8}  {decided}"
+            f"{row.queue:24} {_cell(row.due_backlog):>8} {_cell(row.workers):>8} {desired:>8}  {decided}"
         )
 
 
