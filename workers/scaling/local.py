@@ -26,6 +26,10 @@ bookkeeping when it is asked how many workers a queue has
 (:meth:`LocalPool.workers`, once per engine pass). :meth:`LocalPool.close`
 warm-stops every worker it started (SIGKILL for what is left after the
 deadline), so nothing outlives the engine.
+
+Control commands use a connection that gives up after a few seconds: when
+the broker stalls, the pass goes on without them (a draining worker is asked
+again next pass; the choice of whom to retire falls back to the newest).
 """
 
 from __future__ import annotations
@@ -37,10 +41,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from amqp.exceptions import AMQPError
+from kombu.exceptions import OperationalError
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -55,11 +63,18 @@ RUNNING, DRAINING, STOPPING = "running", "draining", "stopping"
 #: Seconds to wait for workers' answers to a control command (inspect, cancel_consumer).
 CONTROL_TIMEOUT = 1.0
 
+#: Seconds to connect for a control command before the pass goes on without it.
+CONTROL_CONNECT_TIMEOUT = 5.0
+
 #: Seconds :meth:`LocalPool.close` waits for the warm shutdown before SIGKILL.
 CLOSE_DEADLINE = 30.0
 
 #: The worker command, before ``-Q`` and ``-n``.
 WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "celery", "-A", "config", "worker")
+
+
+class ControlUnavailable(RuntimeError):
+    """The broker did not answer, so the workers could not be asked or told anything."""
 
 
 @dataclass
@@ -258,13 +273,38 @@ class LocalPool:
         """Whether ``worker`` answered that it runs and has reserved nothing."""
         return self._held([worker.node]).get(worker.node) == 0
 
+    @contextmanager
+    def _control(self) -> Iterator[Any]:
+        """A connection for control commands that gives up quickly (a stalled broker must not stall the engine).
+
+        Raises:
+            ControlUnavailable: the broker did not answer.
+        """
+        connection = self.app.connection_for_write()
+        try:
+            try:
+                connection.ensure_connection(max_retries=1, timeout=CONTROL_CONNECT_TIMEOUT)
+            except (OperationalError, OSError, AMQPError) as exc:
+                raise ControlUnavailable(str(exc)) from exc
+            yield connection
+        finally:
+            connection.release()
+
     def _held(self, nodes: list[str]) -> dict[str, int]:
         """Tasks each node runs or has reserved, by node (nodes that did not answer are left out)."""
         if not nodes:
             return {}
-        inspect = self.app.control.inspect(destination=nodes, timeout=CONTROL_TIMEOUT, limit=len(nodes))
         held: dict[str, int] = {}
-        for answer in (inspect.active(), inspect.reserved()):
+        try:
+            with self._control() as connection:
+                inspect = self.app.control.inspect(
+                    destination=nodes, timeout=CONTROL_TIMEOUT, limit=len(nodes), connection=connection
+                )
+                answers = (inspect.active(), inspect.reserved())
+        except (ControlUnavailable, OperationalError, OSError, AMQPError) as exc:
+            logger.warning("scale: workers not asked what they hold (the broker did not answer): %s", exc)
+            return {}
+        for answer in answers:
             if not answer:
                 return {}
             for node, tasks in answer.items():
@@ -273,9 +313,19 @@ class LocalPool:
 
     def _cancel(self, worker: LocalWorker) -> None:
         """Ask ``worker`` to stop consuming its queue; remember whether it confirmed."""
-        replies: Any = self.app.control.cancel_consumer(
-            worker.queue, destination=[worker.node], reply=True, timeout=CONTROL_TIMEOUT, limit=1
-        )
+        try:
+            with self._control() as connection:
+                replies: Any = self.app.control.cancel_consumer(
+                    worker.queue,
+                    destination=[worker.node],
+                    reply=True,
+                    timeout=CONTROL_TIMEOUT,
+                    limit=1,
+                    connection=connection,
+                )
+        except (ControlUnavailable, OperationalError, OSError, AMQPError) as exc:
+            logger.warning("scale: %s not told to stop consuming yet: %s", worker.node, exc)
+            return
         worker.cancelled = any(worker.node in reply for reply in replies or ())
 
     def _signal(self, worker: LocalWorker, signum: int) -> None:
