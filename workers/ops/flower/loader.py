@@ -70,11 +70,15 @@ def navbar_with_events_link(source: str) -> str:
 
 def navbar_with_scale_link(source: str) -> str:
     """The navbar with the "Scaling" item after "Events" (left as it is without one)."""
-    match = _AFTER_EVENTS_ITEM.search(source)
+    return _insert_after(source, _AFTER_EVENTS_ITEM, SCALE_NAV_ITEM, "Events", "Scaling")
+
+
+def _insert_after(source: str, anchor: re.Pattern[str], item: str, anchor_name: str, item_name: str) -> str:
+    match = anchor.search(source)
     if match is None:
-        logger.warning("the navbar has no Events item; the Scaling link is not added")
+        logger.warning("the navbar has no %s item; the %s link is not added", anchor_name, item_name)
         return source
-    return source[: match.end()] + SCALE_NAV_ITEM + source[match.end() :]
+    return source[: match.end()] + item + source[match.end() :]
 
 
 class PlatformLoader(Loader):
