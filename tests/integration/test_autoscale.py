@@ -61,7 +61,7 @@ def scale_env(platform_env: dict[str, str], tmp_path: Path, **overrides: str) ->
         "PLATFORM_SCALE_STEP_UP": "2",
         "PLATFORM_SCALE_STEP_DOWN": "1",
         "PLATFORM_SCALE_COOLDOWN": "2",
-        "PLATFORM_SCALE_WINDOW": "4",
+        "PLATFORM_SCALE_WINDOW": "3",
         **overrides,
     }
 
@@ -101,7 +101,7 @@ def test_parked_retries_leave_the_pool_at_its_minimum_a_burst_grows_it_within_15
 ) -> None:
     """Given the autoscaler on orders (min 1, max 3, up above 100, step 2) with
     its one worker ready, thousands of messages backing off in orders.retry.1..3
-    leave the pool at 1 for 6 s of passes after the management API reports them.
+    leave the pool at 1 for 5 s of passes after the management API reports them.
     When a burst of due tasks arrives, within 15 s the run folder holds 3 workers
     of orders; every task runs once and none is redelivered; once the queue
     drains the pool goes back to 1 worker, one step at a time, and the state
@@ -121,7 +121,7 @@ def test_parked_retries_leave_the_pool_at_its_minimum_a_burst_grows_it_within_15
     )
     state_url = platform_env["PLATFORM_STATE_URL"]
     seen_at = time.time()
-    wait_for(lambda: read_decisions(state_url)["orders"].report.at > seen_at + 6, 30, 0.5, "6 s of passes")
+    wait_for(lambda: read_decisions(state_url)["orders"].report.at > seen_at + 5, 30, 0.5, "5 s of passes")
     record = read_decisions(state_url)["orders"]
     assert (record.report.workers, record.report.desired, record.report.actions_up) == (1, 1, 1), record
     assert len(scaler.pids("orders")) == 1
