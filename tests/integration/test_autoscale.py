@@ -126,17 +126,20 @@ def test_parked_retries_leave_the_pool_at_its_minimum_a_burst_grows_it_within_15
     assert (record.report.workers, record.report.desired, record.report.actions_up) == (1, 1, 1), record
     assert len(scaler.pids("orders")) == 1
 
+    burst_at = time.monotonic()
     ids = {
         client.send_task("tests.scale_work", args=(TASK_SECONDS,), queue="orders").id for _ in range(BURST)
     }
-    burst_at = time.monotonic()
+    sent_in = time.monotonic() - burst_at
+    # Within 15 s of the burst's first task (publishing it may take part of them).
     wait_for(
         lambda: len(scaler.pids("orders")) == 3,
-        GROWN_WITHIN,
+        max(GROWN_WITHIN - sent_in, 0.0),
         0.2,
         lambda: f"3 workers within {GROWN_WITHIN} s; engine log:\n{scaler.log()[-2000:]}",
     )
     grown_in = time.monotonic() - burst_at
+    assert grown_in <= GROWN_WITHIN + 0.5, grown_in
 
     wait_for(lambda: {task for task, _ in ledger_starts(tmp_path)} >= ids, 180, 0.5, "every task to start")
     wait_for(
@@ -154,7 +157,7 @@ def test_parked_retries_leave_the_pool_at_its_minimum_a_burst_grows_it_within_15
     record = wait_for(lambda: read_decisions(state_url).get("orders"), 10)
     assert (record.report.workers, record.report.desired, record.pool) == (1, 1, "local")
     assert (record.report.actions_up, record.report.actions_down) == (2, 2)
-    print(f"burst of {BURST}: 3 workers {grown_in:.1f} s after the burst")
+    print(f"burst of {BURST} (sent in {sent_in:.1f} s): 3 workers {grown_in:.1f} s after its first task")
 
 
 @pytest.mark.skipif(not FULL, reason="the long form: make autoscale-check (AUTOSCALE_FULL=1)")
