@@ -20,6 +20,9 @@ size marked ``*`` is the policy's advice (no engine runs).
 3     ``status``: the state store could not be read
 ====  ===========================================================
 
+``kill -USR1`` on a running ``scale run`` prints every thread's stack to its
+log (Python's faulthandler), to see where a pass waits.
+
 A broker that does not answer does not stop ``run``: it logs one line and
 holds every pool as it is until the broker answers again. Every failure prints
 one line ``error: ...`` to stderr, never a traceback and never a password.
@@ -27,6 +30,7 @@ one line ``error: ...`` to stderr, never a traceback and never a password.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import signal
 import threading
@@ -126,8 +130,7 @@ def run(
 ) -> None:
     """Run the scaling engine in the foreground until SIGTERM or Ctrl-C."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    import faulthandler
-
+    # SIGUSR1 prints every thread's stack to stderr: where a stuck pass waits.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     config = platform_config(app_of(ctx))
     settings, topology = config.settings, config.topology
