@@ -17,6 +17,7 @@ sizes (a burst of 5,000, 5,000 parked) and the sawtooth
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -105,7 +106,8 @@ def test_parked_retries_leave_the_pool_at_its_minimum_a_burst_grows_it_within_15
     When a burst of due tasks arrives, within 15 s the run folder holds 3 workers
     of orders; every task runs once and none is redelivered; once the queue
     drains the pool goes back to 1 worker, one step at a time, and the state
-    store's last decision says so."""
+    store's last decision says so. A worker killed with SIGKILL is started again
+    and counted as a restart."""
     scaler = autoscaler(scale_env(platform_env, tmp_path), "--queue", "orders")
     wait_for(lambda: consumers(vhost, "orders") == 1, 60, 0.5, "the first worker to consume orders")
     for tier in (1, 2, 3):
@@ -158,6 +160,13 @@ def test_parked_retries_leave_the_pool_at_its_minimum_a_burst_grows_it_within_15
     assert (record.report.workers, record.report.desired, record.pool) == (1, 1, "local")
     assert (record.report.actions_up, record.report.actions_down) == (2, 2)
     print(f"burst of {BURST} (sent in {sent_in:.1f} s): 3 workers {grown_in:.1f} s after its first task")
+
+    (survivor,) = scaler.pids("orders")
+    os.killpg(survivor, signal.SIGKILL)
+    wait_for(lambda: scaler.pids("orders") not in ([], [survivor]), 30, 0.2, "the dead worker to be replaced")
+    wait_for(lambda: read_decisions(state_url)["orders"].restarts == 1, 10, 0.2, "the restart to be counted")
+    assert len(scaler.pids("orders")) == 1
+    assert read_decisions(state_url)["orders"].report.actions_up == 2, "a restart is not a scaling action"
 
 
 @pytest.mark.skipif(not FULL, reason="the long form: make autoscale-check (AUTOSCALE_FULL=1)")

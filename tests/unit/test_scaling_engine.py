@@ -209,3 +209,27 @@ def test_flowers_navbar_gains_a_scaling_item_right_after_events() -> None:
     assert navbar.count("reverse_url('scale')") == 1
     assert navbar.index(">Events</a>") < navbar.index(">Scaling</a>")
     assert navbar_with_scale_link("<nav></nav>") == "<nav></nav>"
+
+
+def test_a_resize_that_fails_is_logged_not_counted_and_tried_again_next_pass(caplog) -> None:
+    """Given a pool that can't start a process (OSError) on the first resize, the
+    pass logs one warning and records no action, so the next pass tries again at once."""
+
+    class Failing(SizedPool):
+        def resize(self, queue: str, desired: int, reason: str) -> None:
+            if not self.asked:
+                self.asked.append((queue, -1))
+                raise OSError("[Errno 12] Cannot allocate memory")
+            super().resize(queue, desired, reason)
+
+    pool, clock = Failing(), Clock()
+    scaler = engine(Counts({"orders": 0}), pool, clock)
+    caplog.set_level(logging.WARNING, logger="workers.scaling.engine")
+
+    first = scaler.step()
+    clock.now += 1
+    second = scaler.step()
+
+    assert [r.acted for r in (*first, *second)] == [False, True]
+    assert pool.sizes == {"orders": 1}
+    assert "resize to 1 failed" in caplog.records[0].getMessage()

@@ -138,12 +138,24 @@ class Engine:
             # Not declared yet (a fresh vhost): nothing is due, and the minimum's
             # workers declare the topology when they start.
             signal = signals.get(queue) or QueueSignal(queue, 0, 0, 0, delayed_due_in=due_in)
-            current = self._workers(queue, signal.consumers)
+            try:
+                current = self._workers(queue, signal.consumers)
+            except OSError as exc:
+                logger.warning(
+                    "scale %s: the pool did not say how many workers it runs: %s; holding", queue, exc
+                )
+                continue
             decision = decide(signal, current, self.limits[queue], self.histories.get(queue, History()), now)
             history = decision.history
             acted = decision.change != 0 and not self.dry_run
             if acted and self.pool is not None:
-                self.pool.resize(queue, decision.desired, decision.reason)
+                try:
+                    self.pool.resize(queue, decision.desired, decision.reason)
+                except OSError as exc:
+                    # e.g. a worker process that could not be started: try again next pass
+                    logger.warning("scale %s: resize to %d failed: %s", queue, decision.desired, exc)
+                    acted = False
+            if acted:
                 history = history.acted(now)
                 direction = UP if decision.change > 0 else DOWN
                 self.actions[queue, direction] = self.actions.get((queue, direction), 0) + 1
