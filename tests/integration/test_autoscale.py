@@ -16,6 +16,7 @@ sizes (a burst of 5,000, 5,000 parked) and the sawtooth
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -107,7 +108,7 @@ def test_parked_retries_leave_the_pool_at_its_minimum_a_burst_grows_it_within_15
     of orders; every task runs once and none is redelivered; once the queue
     drains the pool goes back to 1 worker, one step at a time, and the state
     store's last decision says so. A worker killed with SIGKILL is started again
-    and counted as a restart."""
+    and counted as a restart; ``scale status --json`` shows all of it."""
     scaler = autoscaler(scale_env(platform_env, tmp_path), "--queue", "orders")
     wait_for(lambda: consumers(vhost, "orders") == 1, 60, 0.5, "the first worker to consume orders")
     for tier in (1, 2, 3):
@@ -167,6 +168,20 @@ def test_parked_retries_leave_the_pool_at_its_minimum_a_burst_grows_it_within_15
     wait_for(lambda: read_decisions(state_url)["orders"].restarts == 1, 10, 0.2, "the restart to be counted")
     assert len(scaler.pids("orders")) == 1
     assert read_decisions(state_url)["orders"].report.actions_up == 2, "a restart is not a scaling action"
+
+    status = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "config", "scale", "status", "--json"],
+        env=scaler.env, cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    rows = {row["queue"]: row for row in json.loads(status.stdout)}
+    assert (rows["orders"]["workers"], rows["orders"]["desired"], rows["orders"]["engine_running"]) == (
+        1,
+        1,
+        True,
+    )
+    assert (rows["orders"]["restarts"], rows["orders"]["source"]) == (1, "engine")
+    assert rows["payments"]["source"] == "advice" and rows["payments"]["workers"] is None
 
 
 @pytest.mark.skipif(not FULL, reason="the long form: make autoscale-check (AUTOSCALE_FULL=1)")
