@@ -21,11 +21,11 @@ export PY
 #: The seed's event subscriptions (email, analytics, inventory on order.created),
 #: for the targets that run the platform; set it empty to run without events.
 PLATFORM_SUBSCRIPTIONS_FILE ?= config/subscriptions.toml
-topology worker up down flower demo metrics alerts dlq-list dlq-replay delays events-backfill: \
+topology worker up down flower demo metrics alerts dlq-list dlq-replay delays events-backfill autoscale: \
 	export PLATFORM_SUBSCRIPTIONS_FILE := $(PLATFORM_SUBSCRIPTIONS_FILE)
 
 .PHONY: help setup broker topology worker up down flower demo test lint fmt logs dlq-list dlq-replay \
-	delays metrics alerts events-backfill \
+	delays metrics alerts events-backfill autoscale autoscale-check \
 	bench bench-quick clean
 
 help: ## List the targets
@@ -53,7 +53,10 @@ topology: broker ## Declare every exchange and queue (workers also do it at star
 worker: broker ## Run one worker on all queues in the foreground
 	$(CELERY) worker -l info
 
-up: broker ## Start a worker per work queue and Flower in the background (.run/)
+#: make up AUTOSCALE=1: the autoscaler (make autoscale) runs the workers instead of one per queue.
+AUTOSCALE ?= 0
+up: export AUTOSCALE := $(AUTOSCALE)
+up: broker ## Start a worker per work queue (AUTOSCALE=1: the autoscaler) and Flower in the background (.run/)
 	@$(SCRIPTS)/up.sh
 
 down: setup ## Stop what 'make up' started
@@ -100,6 +103,12 @@ delays: broker ## Delayed tasks per delay level and the next due: make delays AR
 events-backfill: broker ## Backfill a new subscriber from the event log: make events-backfill SERVICE=fraud
 	@test -n "$(SERVICE)" || { echo "events-backfill: say which service, e.g. SERVICE=fraud" >&2; exit 2; }
 	$(CELERY) pubsub backfill $(SERVICE) --from-start
+
+autoscale: broker ## Scale local workers on queue depth (foreground): make autoscale ARGS="--dry-run --queue orders"
+	$(CELERY) scale run $(ARGS)
+
+autoscale-check: broker ## The autoscaler's long tests: bursts of 5,000, 5,000 parked, a poison storm, a sawtooth
+	AUTOSCALE_FULL=1 $(PY) -m pytest tests/integration/test_autoscale.py $(PYTEST_ARGS)
 
 metrics: broker ## Serve Prometheus metrics on PLATFORM_METRICS_PORT (foreground)
 	$(PY) -m workers.ops.metrics

@@ -146,6 +146,8 @@ class Settings:
     scale_target_latency: float = 0.0
     #: Per-queue overrides of the scale settings: ``orders:min=1,max=20;email:max=4``.
     scale_queues: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+    #: Seconds between two passes of the scaling engine (``celery -A config scale run``).
+    scale_interval: float = 2.0
 
 
 #: Environment variable for each setting.
@@ -203,6 +205,7 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "scale_window": "PLATFORM_SCALE_WINDOW",
     "scale_target_latency": "PLATFORM_SCALE_TARGET_LATENCY",
     "scale_queues": "PLATFORM_SCALE_QUEUES",
+    "scale_interval": "PLATFORM_SCALE_INTERVAL",
 }
 
 #: Keys of one queue's entry in ``PLATFORM_SCALE_QUEUES`` and the setting each overrides.
@@ -538,6 +541,7 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "scale_window": _number(float, 0.0),
     "scale_target_latency": _number(float, 0.0),
     "scale_queues": _scale_queues,
+    "scale_interval": _number(float, 0.1),
 }
 
 

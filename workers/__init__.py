@@ -22,7 +22,7 @@
         bootsteps/    the topology declared when a worker connects; lateness counted
       events/       facts between services: envelope, schemas, blobs, publisher, receive
       scaling/      scaling on queue depth: the due-backlog signal, limits, the pure
-                    decision (no actuator yet)
+                    decision, the engine loop, the Pool interface and the local pool
       ops/          what operators run
         dlq/          dead letters: letters, stats, filters, browsing, replay steps and
                       loop, refail watch, records (export, audit), actions (replay or
@@ -30,8 +30,9 @@
         backfill      the event log into a new subscriber's queue
         event_status  where one event stands at each subscriber
         queue_stats, metrics, alerts   depths from the management API, Prometheus, webhooks
+        scale_state   the scaling engine's last decisions in the state store
         text          how the tools show ages and header values
-        cli/          ``celery -A config topology|dlq|pubsub`` (one module per group)
+        cli/          ``celery -A config topology|dlq|pubsub|delays|scale`` (one module per group)
         flower/       the Flower launcher and the platform's pages in Flower
 
 Imports point one way: ``ops -> events | scaling -> delivery -> broker, errors -> config``

@@ -7,7 +7,11 @@
 # Every started process carries PLATFORM_RUN_DIR (absolute) in its environment;
 # `make down` uses that to stop only what was started here.
 #
-# Environment: PY, UP_DEADLINE (seconds to wait for each process, default 60).
+# With AUTOSCALE=1 the autoscaler (`celery -A config scale run`, pid file
+# autoscale.pid) starts and retires the workers instead (worker-<queue>-<n>,
+# same run folder and mark); `make down` stops it and them.
+#
+# Environment: PY, UP_DEADLINE (seconds to wait for each process, default 60), AUTOSCALE.
 set -euo pipefail
 
 PY=${PY:-.venv/bin/python}
@@ -78,15 +82,30 @@ ready() {
 }
 
 STARTED=()
-for queue in "${QUEUES[@]}"; do
-    start "worker-$queue" "$PY" -m celery -A config worker -Q "$queue" -n "$queue@%h" -l info
-done
+if [ "${AUTOSCALE:-0}" = 1 ]; then
+    start autoscale "$PY" -m celery -A config scale run
+else
+    for queue in "${QUEUES[@]}"; do
+        start "worker-$queue" "$PY" -m celery -A config worker -Q "$queue" -n "$queue@%h" -l info
+    done
+fi
 start flower "$PY" -m workers.ops.flower
 
-for queue in "${QUEUES[@]}"; do
-    # Celery logs "<node> ready." once it consumes; the log starts fresh at each start.
-    ready "worker-$queue" grep -q " ready\.$" "$RUN_DIR/worker-$queue.log"
-done
+if [ "${AUTOSCALE:-0}" = 1 ]; then
+    # The first pass starts each queue's minimum; then each of those workers must be ready.
+    ready autoscale grep -q "scale: first pass done" "$RUN_DIR/autoscale.log"
+    shopt -s nullglob
+    for log in "$RUN_DIR"/worker-*-*.log; do
+        name=$(basename "$log" .log)
+        running_pid "$name" >/dev/null && ready "$name" grep -q " ready\.$" "$log"
+    done
+    shopt -u nullglob
+else
+    for queue in "${QUEUES[@]}"; do
+        # Celery logs "<node> ready." once it consumes; the log starts fresh at each start.
+        ready "worker-$queue" grep -q " ready\.$" "$RUN_DIR/worker-$queue.log"
+    done
+fi
 flower_answers() { "$PY" "$HERE/probe.py" http "$FLOWER_URL/healthcheck" --quiet 2>/dev/null; }
 ready flower flower_answers
 
@@ -95,7 +114,7 @@ if [ "${#STARTED[@]}" = 0 ]; then
 fi
 cat <<EOF
 
-The platform is up: ${#QUEUES[@]} workers (${QUEUES[*]}) and Flower.
+The platform is up: $([ "${AUTOSCALE:-0}" = 1 ] && echo "the autoscaler for" || echo "${#QUEUES[@]} workers") (${QUEUES[*]}) and Flower.
   Flower:   $FLOWER_URL/  (tasks: $FLOWER_URL/tasks, broker: $FLOWER_URL/broker)
   Logs:     $RUN_DIR/*.log   (make logs follows them)
   Stop:     make down

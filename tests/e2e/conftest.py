@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.broker import AMQP_HOST, AMQP_PASSWORD, AMQP_USER, Vhost, in_ci
+from tests.support.broker import AMQP_HOST, AMQP_PASSWORD, AMQP_USER, MANAGEMENT_URL, Vhost, in_ci
 from tests.support.wait import wait_for
 from tests.support.worker import ROOT, platform_environment
 
@@ -52,8 +53,12 @@ def free_port() -> int:
 
 
 def management_url() -> str:
-    host = AMQP_HOST.partition(":")[0]
-    return f"http://{AMQP_USER}:{AMQP_PASSWORD}@{host}:15672/api/"
+    """The test broker's management API with the test credentials in it (``TEST_MANAGEMENT_URL``'s host and port)."""
+    parsed = urllib.parse.urlparse(MANAGEMENT_URL)
+    netloc = (
+        f"{AMQP_USER}:{AMQP_PASSWORD}@{parsed.hostname or AMQP_HOST.partition(':')[0]}:{parsed.port or 15672}"
+    )
+    return parsed._replace(netloc=netloc).geturl()
 
 
 def e2e_environment(vhost: Vhost, tmp_path: Path, **overrides: str) -> dict[str, str]:

@@ -144,3 +144,12 @@ def retry_with_countdown(self, countdown: float, times: int = 1) -> None:
     if self.request.retries < times:
         raise self.retry(countdown=countdown, max_retries=times)
     record("done", self.request.id)
+
+
+@app.task(bind=True, name="tests.scale_work", shared=False)
+def scale_work(self, seconds: float) -> None:
+    """Sleep ``seconds``; the ledger's start line says whether the broker redelivered the message."""
+    redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+    record("start", self.request.id, f"redelivered={int(redelivered)}")
+    time.sleep(seconds)
+    record("done", self.request.id)

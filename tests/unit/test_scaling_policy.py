@@ -565,6 +565,8 @@ def test_the_advice_the_metrics_export_carries_the_window_between_scrapes() -> N
     second = desired_worker_samples(quiet, settings, histories, datetime.fromtimestamp(NOW + 300, UTC))
     assert [(s.name, s.value, dict(s.labels)) for s in first + second] == [
         ("platform_scale_desired_workers", 3, {"queue": "orders"}),
+        ("platform_scale_engine_running", 0, {"queue": "orders"}),
         ("platform_scale_desired_workers", 2, {"queue": "orders"}),
+        ("platform_scale_engine_running", 0, {"queue": "orders"}),
     ]
     assert histories["orders"].last_action_at is None

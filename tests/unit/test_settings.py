@@ -111,6 +111,7 @@ PARSED = [
     ("scale_window", "600", 600.0),
     ("scale_target_latency", "2.5", 2.5),
     ("scale_queues", "orders:max=20", (("orders", (("scale_max", 20.0),)),)),
+    ("scale_interval", "0.5", 0.5),
 ]
 
 
@@ -168,6 +169,7 @@ BAD_VALUES = {
     "PLATFORM_SCALE_MAX": ["0", "lots"],
     "PLATFORM_SCALE_COOLDOWN": ["-1", "1m"],
     "PLATFORM_SCALE_QUEUES": ["orders", "orders:max", "orders:max=x"],
+    "PLATFORM_SCALE_INTERVAL": ["0", "2s"],
 }
 
 

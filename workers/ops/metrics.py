@@ -23,11 +23,18 @@ Serves the text exposition format at ``/metrics`` on ``PLATFORM_METRICS_PORT``:
 - ``platform_queue_due_backlog`` per work and subscriber queue: ready +
   unacked, the scaling signal (:mod:`workers.scaling.signal`; its retry,
   dead-letter and delay-level queues are not due work);
-- ``platform_scale_desired_workers`` per work and subscriber queue: what the
-  scaling policy (:func:`workers.scaling.policy.decide`) asks for, with the
-  queue's consumers as its current workers. Advisory: nothing acts on it yet.
-  The server keeps each queue's history between scrapes (so the stabilisation
-  window holds) but records no action, so no cooldown applies;
+- ``platform_scale_desired_workers`` per work and subscriber queue: while a
+  scaling engine runs (``celery -A config scale run``; its last decisions are
+  live in the state store, :mod:`workers.ops.scale_state`), what the engine
+  decided; otherwise advice: what the scaling policy
+  (:func:`workers.scaling.policy.decide`) asks for, with the queue's consumers
+  as its current workers (the server keeps each queue's history between
+  scrapes, so the stabilisation window holds, but records no action, so no
+  cooldown applies). ``platform_scale_engine_running`` says which (1: the engine's);
+- ``platform_scale_workers``, ``platform_scale_actions_total`` (label
+  ``direction``: up, down) and ``platform_scale_worker_restarts_total`` per
+  queue an engine scales: its pool's size, the engine's actions since it
+  started, and workers that died and were started again;
 - ``platform_metrics_up``: 1 when the broker and its management API answered.
 
 Inflow is counted from ``x-last-failed-at``: dead letters that entered the DLQ
@@ -66,6 +73,7 @@ from workers.ops.queue_stats import (
     queue_stats,
     vhost_of,
 )
+from workers.ops.scale_state import ScaleRecord, live_decisions
 from workers.scaling.limits import limits_for
 from workers.scaling.policy import History, decide
 from workers.scaling.signal import CountsSource, QueueSignal, SignalUnavailable, queue_signals
@@ -121,7 +129,20 @@ METRICS: Mapping[str, tuple[str, str]] = {
     ),
     "platform_scale_desired_workers": (
         "gauge",
-        "Workers the scaling policy asks for, from the queue's consumers (advisory: nothing acts on it yet).",
+        "Workers the scaling engine decided (platform_scale_engine_running 1), else the policy's advice from the consumers.",
+    ),
+    "platform_scale_engine_running": (
+        "gauge",
+        "1 when a scaling engine decides this queue's pool (its decisions are live), else 0 (advice only).",
+    ),
+    "platform_scale_workers": ("gauge", "Workers the scaling engine's pool runs for the queue."),
+    "platform_scale_actions_total": (
+        "counter",
+        "Resizes the scaling engine made since it started, by direction (up, down).",
+    ),
+    "platform_scale_worker_restarts_total": (
+        "counter",
+        "Workers of the queue's pool that exited on their own and were started again.",
     ),
     "platform_metrics_up": ("gauge", "1 when the broker and its management API answered this scrape."),
 }
@@ -206,9 +227,13 @@ def due_backlog_samples(signals: Iterable[QueueSignal]) -> list[Sample]:
 
 
 def desired_worker_samples(
-    signals: Iterable[QueueSignal], settings: Settings, histories: MutableMapping[str, History], now: datetime
+    signals: Iterable[QueueSignal],
+    settings: Settings,
+    histories: MutableMapping[str, History],
+    now: datetime,
+    decisions: Mapping[str, ScaleRecord] | None = None,
 ) -> list[Sample]:
-    """What the scaling policy asks for per queue, its consumers taken as its workers (advisory).
+    """The desired workers per queue: the engine's decision where one is live, else the policy's advice.
 
     Args:
         signals: each queue's signal, with the delayed work falling due.
@@ -216,7 +241,9 @@ def desired_worker_samples(
         histories: each queue's history from the previous scrapes; replaced by
             this scrape's (samples only: nothing acted, so no action is recorded).
         now: the scrape's time.
+        decisions: the engine's live decisions by queue (:func:`workers.ops.scale_state.live_decisions`).
     """
+    decisions = decisions or {}
     samples = []
     for signal in signals:
         history = histories.get(signal.queue, History())
@@ -224,9 +251,34 @@ def desired_worker_samples(
             signal, signal.consumers, limits_for(settings, signal.queue), history, now.timestamp()
         )
         histories[signal.queue] = decision.history
-        logger.debug("scaling advice for %s: %s", signal.queue, decision.reason)
-        samples.append(Sample("platform_scale_desired_workers", decision.desired, {"queue": signal.queue}))
+        labels = {"queue": signal.queue}
+        record = decisions.get(signal.queue)
+        if record is None:
+            logger.debug("scaling advice for %s: %s", signal.queue, decision.reason)
+            samples += [
+                Sample("platform_scale_desired_workers", decision.desired, labels),
+                Sample("platform_scale_engine_running", 0, labels),
+            ]
+            continue
+        report = record.report
+        samples += [
+            Sample("platform_scale_desired_workers", report.desired, labels),
+            Sample("platform_scale_engine_running", 1, labels),
+            Sample("platform_scale_workers", report.workers, labels),
+            Sample("platform_scale_actions_total", report.actions_up, {**labels, "direction": "up"}),
+            Sample("platform_scale_actions_total", report.actions_down, {**labels, "direction": "down"}),
+            Sample("platform_scale_worker_restarts_total", record.restarts, labels),
+        ]
     return samples
+
+
+def engine_decisions(settings: Settings) -> dict[str, ScaleRecord]:
+    """The scaling engine's live decisions by queue; none when the state store can't be read."""
+    try:
+        return live_decisions(settings.state_url, settings.scale_interval)
+    except Exception as exc:  # noqa: BLE001 - the state store is optional for metrics
+        logger.warning("metrics: scaling decisions not read from the state store: %s", exc)
+        return {}
 
 
 def management_counts(settings: Settings, topology: Topology) -> CountsSource:
@@ -323,7 +375,9 @@ def collect(
             delayed = delays.delay_stats(connection, scan_limit=DELAY_SCAN_LIMIT)
             samples += delay_samples(delayed, now)
         signals = queue_signals(stats, topology.names, delayed.next_due_seconds(now))
-        samples += desired_worker_samples(signals.values(), settings, histories, now)
+        samples += desired_worker_samples(
+            signals.values(), settings, histories, now, engine_decisions(settings)
+        )
     except (ManagementError, OperationalError, OSError, AMQPError, dlq.UnknownQueue) as exc:
         logger.warning("metrics: %s", exc)
         samples.append(Sample("platform_metrics_up", 0))

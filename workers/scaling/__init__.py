@@ -1,4 +1,4 @@
-"""Scaling worker pools on queue depth: the signal and the decision (the actuators come later).
+"""Scaling worker pools on queue depth: the signal, the decision, the engine and the pools.
 
 ::
 
@@ -8,10 +8,15 @@
     limits   one queue's bounds, thresholds, steps, cooldown and window, from the settings (pure)
     policy   decide(signal, current workers, limits, history, now): the desired count
              and its reason (pure: no I/O, no clock)
+    engine   the loop: read the signal, decide per queue, resize the pool; hold on no data
+    pool     the Pool interface (workers(queue), resize(queue, desired, reason)), pools by name
+    local    the local pool: celery worker processes in the run folder, retired idle
+             (cancel_consumer, drain, warm shutdown), restarted when they die
 
 The package reads the broker only through a reader its caller hands in
 (``workers.ops.metrics.management_counts``): the management API reader is
 the operators' (:mod:`workers.ops.queue_stats`), and ``ops`` sits above this
-package. Nothing here starts or stops a worker yet: the metrics export the
-decision as advice (``platform_scale_desired_workers``).
+package; so does the state store where the engine's decisions go
+(:mod:`workers.ops.scale_state`, handed in as a reporter). The command is
+``celery -A config scale run|status`` (:mod:`workers.ops.cli.scale`).
 """

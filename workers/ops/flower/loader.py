@@ -33,6 +33,15 @@ EVENTS_NAV_ITEM = """
             {% if active_tab == 'events' %}aria-current="page"{% end %}>Events</a>
         </li>"""
 
+#: The navigation item added after "Events".
+SCALE_NAV_ITEM = """
+        <li class="nav-item">
+          <a class="nav-link{% if active_tab == 'scale' %} active{% end %}"
+            href="{{ reverse_url('scale') }}" id="nav-scale"
+            {% if active_tab == 'scale' %}aria-current="page"{% end %}>Scaling</a>
+        </li>"""
+
+_AFTER_EVENTS_ITEM = re.compile(r">Events</a>\s*</li>")
 _AFTER_BROKER_ITEM = re.compile(r">Broker</a>\s*</li>")
 _AFTER_DLQ_ITEM = re.compile(r">Dead letters</a>\s*</li>")
 
@@ -59,6 +68,19 @@ def navbar_with_events_link(source: str) -> str:
     return source[: match.end()] + EVENTS_NAV_ITEM + source[match.end() :]
 
 
+def navbar_with_scale_link(source: str) -> str:
+    """The navbar with the "Scaling" item after "Events" (left as it is without one)."""
+    return _insert_after(source, _AFTER_EVENTS_ITEM, SCALE_NAV_ITEM, "Events", "Scaling")
+
+
+def _insert_after(source: str, anchor: re.Pattern[str], item: str, anchor_name: str, item_name: str) -> str:
+    match = anchor.search(source)
+    if match is None:
+        logger.warning("the navbar has no %s item; the %s link is not added", anchor_name, item_name)
+        return source
+    return source[: match.end()] + item + source[match.end() :]
+
+
 class PlatformLoader(Loader):
     """Loads ``name`` from our templates if there, else from Flower's.
 
@@ -77,5 +99,5 @@ class PlatformLoader(Loader):
         else:
             source = Path(os.path.join(self.root, name)).read_text(encoding="utf-8")
             if name == "navbar.html":
-                source = navbar_with_events_link(navbar_with_dlq_link(source))
+                source = navbar_with_scale_link(navbar_with_events_link(navbar_with_dlq_link(source)))
         return Template(source, name=name, loader=self)

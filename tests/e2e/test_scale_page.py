@@ -1,0 +1,68 @@
+"""``make up AUTOSCALE=1``, Flower's Scaling page in a real headless Chromium, and ``make down``.
+
+The autoscaler runs the pools (each at its minimum of one worker) instead of
+``make up``'s fixed workers; Flower runs as ``make up`` starts it. The page
+must show what the engine decided; ``make down`` must leave nothing running.
+Screenshots land in results/e2e/<test>/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import is_running, processes_marked_with, run_make
+from tests.support.wait import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.broker]
+
+
+def test_make_up_with_autoscale_runs_the_pools_flower_shows_their_sizes_and_make_down_stops_everything(
+    make_cluster, browser, screenshot_dir: Path
+) -> None:
+    """Given ``make up AUTOSCALE=1`` on orders only, the run folder holds the
+    autoscaler, Flower and one worker of each queue (orders-1, default-1); the
+    Scaling page (linked from Flower's navbar) shows orders with pool size 1,
+    desired 1 and the engine's last decision; ``make down`` stops all of them
+    and nothing carrying the run folder's mark is left."""
+    env = {
+        **make_cluster,
+        "PLATFORM_QUEUES": "orders",
+        "PLATFORM_TASK_MODULES": "tests.support.tasks",
+        "PLATFORM_SUBSCRIPTIONS_FILE": "",
+        "PLATFORM_SCALE_INTERVAL": "1",
+        "AUTOSCALE": "1",
+    }
+    run_dir = Path(env["PLATFORM_RUN_DIR"])
+    flower_url = f"http://127.0.0.1:{env['FLOWER_PORT']}"
+
+    up = run_make("up", env=env)
+    assert up.returncode == 0, up.stdout + up.stderr
+    pids = {path.stem: int(path.read_text()) for path in run_dir.glob("*.pid")}
+    assert set(pids) == {"autoscale", "flower", "worker-orders-1", "worker-default-1"}, pids
+    assert " ready." in (run_dir / "worker-orders-1.log").read_text()
+
+    page = browser.new_page()
+    try:
+        page.goto(f"{flower_url}/dlq", wait_until="load")
+        page.click("#nav-scale")
+        page.wait_for_url(f"{flower_url}/scale")
+        orders = page.locator("#scale-row-orders")
+        assert orders.locator(".scale-workers").inner_text().strip() == "1"
+        assert orders.locator(".scale-desired").inner_text().strip() == "1"
+        assert "(1)" in orders.locator(".scale-reason").inner_text()
+        assert "A scaling engine decides" in page.locator("#scale-engine").inner_text()
+        page.screenshot(path=str(screenshot_dir / "flower-scale.png"), full_page=True)
+    finally:
+        page.close()
+
+    down = run_make("down", env=env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    wait_for(
+        lambda: not any(is_running(pid) for pid in pids.values()) and not processes_marked_with(run_dir),
+        30,
+        0.5,
+        lambda: f"nothing left running: {processes_marked_with(run_dir)}",
+    )
+    assert not list(run_dir.glob("*.pid"))
