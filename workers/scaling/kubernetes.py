@@ -53,6 +53,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from workers.scaling.limits import ScaleLimits
+from workers.scaling.names import worker_name
 from workers.scaling.yaml_text import documents
 
 #: The metric KEDA reads (exported by ``python -m workers.ops.metrics``).
@@ -73,8 +74,6 @@ IMAGE_USER_ID = 10001
 #: Longest HPA policy period and stabilisation window Kubernetes accepts, in seconds.
 HPA_MAX_PERIOD = 1800
 HPA_MAX_WINDOW = 3600
-#: A Kubernetes object name of this platform (RFC 1123 label, as Services need).
-_OBJECT_NAME = re.compile(r"^[a-z]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 @dataclass(frozen=True)
@@ -102,20 +101,6 @@ class QueueScaling:
 
     queue: str
     limits: ScaleLimits
-
-
-def worker_name(queue: str) -> str:
-    """The Deployment and ScaledObject name of ``queue``'s workers: ``worker-<queue>``.
-
-    Dots and underscores become dashes (``billing.events`` -> ``worker-billing-events``).
-
-    Raises:
-        ValueError: the name would not be a valid Kubernetes name (too long).
-    """
-    name = "worker-" + queue.replace(".", "-").replace("_", "-")
-    if not _OBJECT_NAME.match(name):
-        raise ValueError(f"queue {queue!r} gives {name!r}, not a Kubernetes name (at most 63 characters)")
-    return name
 
 
 def backlog_query(queue: str) -> str:

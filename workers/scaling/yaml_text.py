@@ -34,7 +34,7 @@ def scalar(value: object) -> str:
     if isinstance(value, int | float):
         return json.dumps(value)
     if isinstance(value, str):
-        if _PLAIN.match(value) and value.lower() not in _SPECIAL:
+        if _PLAIN.fullmatch(value) and value.lower() not in _SPECIAL:
             return value
         return _quoted(value)
     raise TypeError(f"cannot write {type(value).__name__} as a YAML scalar")
