@@ -260,11 +260,8 @@ def metrics_objects(options: ManifestOptions, secrets: Mapping[str, str]) -> lis
                             ],
                             "envFrom": [{"configMapRef": {"name": APP_NAME}}],
                             "ports": [{"name": "metrics", "containerPort": port}],
-                            "readinessProbe": {
-                                "httpGet": {"path": "/metrics", "port": "metrics"},
-                                "periodSeconds": 15,
-                                "timeoutSeconds": 10,
-                            },
+                            # A TCP check: a GET /metrics would read the management API each time.
+                            "readinessProbe": {"tcpSocket": {"port": "metrics"}, "periodSeconds": 15},
                             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
                         }
                     ],
