@@ -276,6 +276,25 @@ def test_a_queue_whose_name_is_too_long_for_kubernetes_is_one_line_and_exit_4() 
     )
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--namespace", "Shop_NS", "is not a Kubernetes name"),
+        ("--secret", "-x", "is not a Kubernetes name"),
+        ("--prometheus-url", "http://admin:pw@prometheus:9090", "must not carry credentials"),
+        ("--prometheus-url", "prometheus:9090", "must be an http(s) URL"),
+    ],
+)
+def test_a_bad_option_is_refused_with_exit_2_and_no_password_echoed(
+    option: str, value: str, says: str
+) -> None:
+    result = generate(EXAMPLE_ENV, option, value)
+    assert result.exit_code == 2
+    assert (
+        says in result.output and "pw@" not in result.output.replace(value, "") and "---" not in result.output
+    )
+
+
 def test_two_queues_with_the_same_kubernetes_name_are_refused() -> None:
     limits = ScaleLimits()
     with pytest.raises(ValueError, match="both give 'worker-a-b'"):

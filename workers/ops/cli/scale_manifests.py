@@ -18,6 +18,8 @@ Exit codes:
 
 from __future__ import annotations
 
+import re
+import urllib.parse
 from pathlib import Path
 
 import click
@@ -34,6 +36,24 @@ EXIT_UNWRITABLE = 5
 WORKER_FILES = "worker-*.yaml"
 
 _defaults = ManifestOptions()
+#: A namespace or Secret name Kubernetes accepts (an RFC 1123 label).
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def _kubernetes_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if not _LABEL.fullmatch(value):
+        raise click.BadParameter(f"{value!r} is not a Kubernetes name (lower-case letters, digits, '-')")
+    return value
+
+
+def _url_without_credentials(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter("must be an http(s) URL")
+    if parts.username or parts.password:
+        # It would be written into the manifests; KEDA takes credentials from a TriggerAuthentication.
+        raise click.BadParameter("must not carry credentials (give KEDA a TriggerAuthentication instead)")
+    return value
 
 
 @click.command(name="manifests")
@@ -45,17 +65,19 @@ _defaults = ManifestOptions()
 @click.option(
     "--image", default=_defaults.image, show_default=True, help="The platform image (compose/Dockerfile)."
 )
-@click.option("--namespace", default=_defaults.namespace, show_default=True)
+@click.option("--namespace", default=_defaults.namespace, show_default=True, callback=_kubernetes_name)
 @click.option(
     "--prometheus-url",
     default=_defaults.prometheus_url,
     show_default=True,
+    callback=_url_without_credentials,
     help="The Prometheus that scrapes the exporter; KEDA queries it.",
 )
 @click.option(
     "--secret",
     default=_defaults.secret,
     show_default=True,
+    callback=_kubernetes_name,
     help=f"Secret with the keys {', '.join(SECRET_KEYS.values())}.",
 )
 @click.option(
