@@ -21,11 +21,11 @@ export PY
 #: The seed's event subscriptions (email, analytics, inventory on order.created),
 #: for the targets that run the platform; set it empty to run without events.
 PLATFORM_SUBSCRIPTIONS_FILE ?= config/subscriptions.toml
-topology worker up down flower demo metrics alerts dlq-list dlq-replay delays events-backfill autoscale: \
+topology worker up down flower demo metrics alerts dlq-list dlq-replay delays events-backfill autoscale k8s-manifests: \
 	export PLATFORM_SUBSCRIPTIONS_FILE := $(PLATFORM_SUBSCRIPTIONS_FILE)
 
 .PHONY: help setup broker topology worker up down flower demo test lint fmt logs dlq-list dlq-replay \
-	delays metrics alerts events-backfill autoscale autoscale-check \
+	delays metrics alerts events-backfill autoscale autoscale-check k8s-manifests \
 	bench bench-quick clean
 
 help: ## List the targets
@@ -115,6 +115,9 @@ metrics: broker ## Serve Prometheus metrics on PLATFORM_METRICS_PORT (foreground
 
 alerts: broker ## Run the webhook alert checks (foreground; PLATFORM_ALERT_WEBHOOK_URL)
 	$(PY) -m workers.ops.alerts
+
+k8s-manifests: setup ## Regenerate compose/k8s/: worker Deployments, KEDA ScaledObjects, the exporter
+	$(CELERY) scale manifests --out compose/k8s
 
 bench: setup ## Run the benchmarks (results/bench-<time>/)
 	$(PY) -m tests.bench --out results/bench-$$(date +%Y%m%d-%H%M%S)

@@ -125,6 +125,10 @@ class Settings:
     subscriber_max_age: float = 0.0
     #: What a full subscriber queue does: ``reject-publish`` (publishers get an error) or ``dead-letter``.
     subscriber_overflow: str = "reject-publish"
+    #: The Compose file whose per-queue worker services (``worker-<queue>``) the compose pool scales.
+    compose_file: str = "compose/docker-compose.yml"
+    #: Its Compose project name; empty: the file's own ``name:``.
+    compose_project: str = ""
     #: Fewest workers per queue; 0 lets an idle queue scale to zero.
     scale_min: int = 1
     #: Most workers per queue.
@@ -195,6 +199,8 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "subscriber_max_length": "PLATFORM_SUBSCRIBER_MAX_LENGTH",
     "subscriber_max_age": "PLATFORM_SUBSCRIBER_MAX_AGE",
     "subscriber_overflow": "PLATFORM_SUBSCRIBER_OVERFLOW",
+    "compose_file": "PLATFORM_COMPOSE_FILE",
+    "compose_project": "PLATFORM_COMPOSE_PROJECT",
     "scale_min": "PLATFORM_SCALE_MIN",
     "scale_max": "PLATFORM_SCALE_MAX",
     "scale_up_above": "PLATFORM_SCALE_UP_ABOVE",
@@ -531,6 +537,8 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "subscriber_max_length": _number(int, 0),
     "subscriber_max_age": _number(float, 0.0),
     "subscriber_overflow": _choice("reject-publish", "dead-letter"),
+    "compose_file": _text,
+    "compose_project": _text,
     "scale_min": _number(int, 0),
     "scale_max": _number(int, 1),
     "scale_up_above": _number(int, 1),

@@ -22,7 +22,8 @@
         bootsteps/    the topology declared when a worker connects; lateness counted
       events/       facts between services: envelope, schemas, blobs, publisher, receive
       scaling/      scaling on queue depth: the due-backlog signal, limits, the pure
-                    decision, the engine loop, the Pool interface and the local pool
+                    decision, the engine loop, the Pool interface, the local and Compose
+                    pools, Kubernetes manifests with KEDA
       ops/          what operators run
         dlq/          dead letters: letters, stats, filters, browsing, replay steps and
                       loop, refail watch, records (export, audit), actions (replay or

@@ -24,10 +24,15 @@ def published(service: dict[str, Any]) -> set[int]:
     return {int(str(port).rsplit(":", 1)[-1].split("/")[0]) for port in service.get("ports", [])}
 
 
+def worker_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: service for name, service in compose["services"].items() if name.startswith("worker-")}
+
+
 def test_compose_runs_rabbitmq_workers_flower_and_monitoring(compose):
     """The broker, the workers, Flower, and the monitoring roles: the metrics
     endpoint, webhook alerts and a Prometheus loading the shipped alert rules."""
-    assert set(compose["services"]) == {"rabbitmq", "worker", "flower", "metrics", "alerts", "prometheus"}
+    others = set(compose["services"]) - set(worker_services(compose))
+    assert others == {"rabbitmq", "flower", "metrics", "alerts", "prometheus"}
     prometheus = compose["services"]["prometheus"]
     mounted = " ".join(prometheus["volumes"])
     assert "prometheus/alerts.yml" in mounted and "prometheus/prometheus.yml" in mounted
@@ -46,14 +51,50 @@ def test_rabbitmq_has_management_publishes_amqp_and_the_api_and_is_healthchecked
 
 
 def test_workers_come_from_the_one_image_and_can_scale(compose):
-    """Workers build compose/Dockerfile from the repository, wait for a healthy broker,
-    and have no fixed name or host port, so `--scale worker=N` works."""
-    worker = compose["services"]["worker"]
-    assert worker["build"] == {"context": "..", "dockerfile": "compose/Dockerfile"}
-    assert worker["depends_on"]["rabbitmq"]["condition"] == "service_healthy"
-    assert "container_name" not in worker and "ports" not in worker
-    assert worker["command"] == ["compose/scripts/start-worker.sh"]
-    assert compose["services"]["flower"]["image"] == worker["image"], "one image for every role"
+    """Every worker service builds compose/Dockerfile from the repository, waits for a healthy
+    broker, and has no fixed name or host port, so `--scale worker-<queue>=N` works."""
+    workers = worker_services(compose)
+    assert workers
+    for name, worker in workers.items():
+        assert worker["build"] == {"context": "..", "dockerfile": "compose/Dockerfile"}, name
+        assert worker["depends_on"]["rabbitmq"]["condition"] == "service_healthy", name
+        assert "container_name" not in worker and "ports" not in worker, name
+        assert worker["command"] == ["compose/scripts/start-worker.sh"], name
+        assert compose["services"]["flower"]["image"] == worker["image"], "one image for every role"
+
+
+def test_each_queue_of_the_topology_has_one_worker_service_of_its_own(compose):
+    """One service worker-<queue> per work queue, the default queue and each subscriber queue of
+    the seed's subscriptions (which the file turns on), consuming only that queue: the compose
+    pool scales a queue by scaling its service."""
+    from config.app import build_topology
+    from config.settings import load_settings
+    from workers.scaling.names import worker_name
+
+    environment = compose["services"]["worker-orders"]["environment"]
+    subscriptions = environment["PLATFORM_SUBSCRIPTIONS_FILE"]
+    assert subscriptions == "${PLATFORM_SUBSCRIPTIONS_FILE-config/subscriptions.toml}"
+    topology = build_topology(load_settings({"PLATFORM_SUBSCRIPTIONS_FILE": "config/subscriptions.toml"}))
+    assert any(queue.event_patterns for queue in topology.work_queues)
+    wanted = {worker_name(queue): queue for queue in topology.names}
+    workers = worker_services(compose)
+    assert set(workers) == set(wanted)
+    for name, worker in workers.items():
+        assert worker["environment"]["WORKER_QUEUES"] == wanted[name]
+
+
+def test_a_stopping_worker_has_time_for_a_warm_shutdown(compose):
+    """Scaling down stops containers with SIGTERM (Celery's warm shutdown: the start script
+    execs celery) and kills them after stop_grace_period: as long as the Kubernetes workers'
+    grace period, 300 s."""
+    from workers.scaling.kubernetes import ManifestOptions
+
+    script = (ROOT / "compose/scripts/start-worker.sh").read_text()
+    assert re.search(r"^exec celery -A config worker ", script, re.MULTILINE)
+    for name, worker in worker_services(compose).items():
+        grace = re.fullmatch(r"(\d+)s", worker["stop_grace_period"])
+        assert grace and int(grace[1]) == ManifestOptions().grace_seconds, name
+        assert "stop_signal" not in worker, name
 
 
 def test_flower_publishes_5555_with_basic_auth_from_the_environment_and_starts_after_the_workers(compose):
@@ -63,7 +104,7 @@ def test_flower_publishes_5555_with_basic_auth_from_the_environment_and_starts_a
     assert published(flower) == {5555}
     assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH")
     assert flower["environment"]["FLOWER_ADDRESS"] == "0.0.0.0"
-    assert "worker" in flower["depends_on"]
+    assert "worker-default" in flower["depends_on"]
     script = (ROOT / flower["command"][0]).read_text()
     assert "inspect ping" in script
 
@@ -71,7 +112,7 @@ def test_flower_publishes_5555_with_basic_auth_from_the_environment_and_starts_a
 def test_every_start_script_is_strict_and_execs_its_process(compose):
     """Each role's start script exists, is executable, uses strict shell options and
     ends by exec-ing its process (so signals reach it)."""
-    for name in ("worker", "flower", "metrics", "alerts"):
+    for name in ("worker-orders", "flower", "metrics", "alerts"):
         script = ROOT / compose["services"][name]["command"][0]
         assert script.exists() and script.stat().st_mode & 0o111, script
         text = script.read_text()

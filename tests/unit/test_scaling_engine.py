@@ -159,7 +159,7 @@ def test_an_engine_that_acts_needs_a_pool_and_an_unknown_pool_name_is_refused() 
     """Without a pool only a dry run is possible; ``make_pool`` names the pools there are."""
     with pytest.raises(ValueError, match="needs a pool"):
         engine(Counts(), None, Clock())
-    with pytest.raises(UnknownPool, match="pools: local"):
+    with pytest.raises(UnknownPool, match="pools: compose, local"):
         make_pool("kubernetes", None)  # type: ignore[arg-type]
     assert "local" in POOLS
 

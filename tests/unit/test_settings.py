@@ -101,6 +101,8 @@ PARSED = [
     ("subscriber_max_age", "86400", 86400.0),
     ("subscriber_overflow", "dead-letter", "dead-letter"),
     ("subscriber_overflow", "Reject-Publish", "reject-publish"),
+    ("compose_file", " deploy/compose.yml ", "deploy/compose.yml"),
+    ("compose_project", "shop", "shop"),
     ("scale_min", "0", 0),
     ("scale_max", "20", 20),
     ("scale_up_above", "5000", 5000),

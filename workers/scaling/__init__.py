@@ -12,11 +12,16 @@
     pool     the Pool interface (workers(queue), resize(queue, desired, reason)), pools by name
     local    the local pool: celery worker processes in the run folder, retired idle
              (cancel_consumer, drain, warm shutdown), restarted when they die
+    compose  the Compose pool: a queue's service worker-<queue>, counted with
+             ``docker compose ps`` and resized with ``up --scale``
+    kubernetes  Kubernetes manifests with a KEDA ScaledObject per queue (pure), with
+             names (worker-<queue>), settings_env (the settings a pod needs) and
+             yaml_text (plain YAML out)
 
 The package reads the broker only through a reader its caller hands in
 (``workers.ops.metrics.management_counts``): the management API reader is
 the operators' (:mod:`workers.ops.queue_stats`), and ``ops`` sits above this
 package; so does the state store where the engine's decisions go
 (:mod:`workers.ops.scale_state`, handed in as a reporter). The command is
-``celery -A config scale run|status`` (:mod:`workers.ops.cli.scale`).
+``celery -A config scale run|status|manifests`` (:mod:`workers.ops.cli.scale`).
 """

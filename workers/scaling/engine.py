@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from workers.scaling.limits import ScaleLimits
 from workers.scaling.policy import History, decide
-from workers.scaling.pool import Pool
+from workers.scaling.pool import Pool, PoolUnavailable
 from workers.scaling.signal import CountsSource, QueueSignal, SignalUnavailable, read_signals
 
 logger = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class Engine:
             signal = signals.get(queue) or QueueSignal(queue, 0, 0, 0, delayed_due_in=due_in)
             try:
                 current = self._workers(queue, signal.consumers)
-            except OSError as exc:
+            except (OSError, PoolUnavailable) as exc:
                 logger.warning(
                     "scale %s: the pool did not say how many workers it runs: %s; holding", queue, exc
                 )
@@ -151,7 +151,7 @@ class Engine:
             if acted and self.pool is not None:
                 try:
                     self.pool.resize(queue, decision.desired, decision.reason)
-                except OSError as exc:
+                except (OSError, PoolUnavailable) as exc:
                     # e.g. a worker process that could not be started: try again next pass
                     logger.warning("scale %s: resize to %d failed: %s", queue, decision.desired, exc)
                     acted = False

@@ -32,15 +32,26 @@ class UnknownPool(ValueError):
     """No pool is registered under that name."""
 
 
+class PoolUnavailable(RuntimeError):
+    """A pool could not count or resize its workers this time (the engine holds the queue for the pass)."""
+
+
 def _local(settings: Settings) -> Pool:
     from workers.scaling.local import LocalPool
 
     return LocalPool(settings)
 
 
+def _compose(settings: Settings) -> Pool:
+    from workers.scaling.compose import compose_pool
+
+    return compose_pool(settings.compose_file, settings.compose_project)
+
+
 #: Pool factories by the name ``scale run --pool`` takes.
 POOLS: dict[str, Callable[[Settings], Pool]] = {
     "local": _local,
+    "compose": _compose,
 }
 
 

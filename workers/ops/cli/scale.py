@@ -46,6 +46,7 @@ from config.topology import Topology
 from workers.broker import kombu_connection, masked_url
 from workers.ops import delays
 from workers.ops.cli.common import EXIT_USAGE, app_of, emit_json, fail, json_option
+from workers.ops.cli.scale_manifests import manifests
 from workers.ops.metrics import management_counts
 from workers.ops.scale_state import write_decisions
 from workers.ops.scale_view import scale_view
@@ -213,3 +214,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 def _cell(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
+
+
+# The Kubernetes manifests are their own module (no broker, no engine); the group carries them.
+scale.add_command(manifests)
