@@ -27,7 +27,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from celery import Task
+from celery import Celery, Task
 
 from config import app
 from tasks.events import prepare
@@ -61,9 +61,9 @@ def saga_id_of(event: Event[Any]) -> str:
     return saga_id
 
 
-def fact(service: str, event_type: str, data: dict[str, Any]) -> OutgoingEvent:
+def fact(service: str, event_type: str, data: dict[str, Any], on: Celery = app) -> OutgoingEvent:
     """An event of ``service`` ready for the outbox (checked against the catalog)."""
-    return prepare(event_type, data, app=app, source=SOURCES[service])
+    return prepare(event_type, data, app=on, source=SOURCES[service])
 
 
 class CompensationTask(PlatformTask):

@@ -6,7 +6,10 @@ Stock starts as :data:`tasks.inventory.STOCK` (``book`` 10, ``pen`` 100,
 
 from __future__ import annotations
 
+from celery import Celery
+
 from config import app
+from config.app import platform_config
 from tasks.events.catalog import OrderExpired, PaymentSucceeded
 from tasks.events.handlers import Event
 from tasks.inventory import STOCK
@@ -35,11 +38,9 @@ def open_tables(connection: object, p: str) -> None:
         )
 
 
-def restock(levels: dict[str, int]) -> None:
-    """Set the stock on hand of each sku."""
-    from config.app import platform_config
-
-    store = open_store(platform_config(app).settings.state_url)
+def restock(levels: dict[str, int], on: Celery = app) -> None:
+    """Set the stock on hand of each sku (in the state store of ``on``)."""
+    store = open_store(platform_config(on).settings.state_url)
     p = store.placeholder
     with store.transaction() as connection:
         open_tables(connection, p)

@@ -10,15 +10,20 @@ due (timed out: ``order.expired`` asks payments and inventory to undo).
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config import app
+from config import app as default_app
+from config.app import platform_config
 from tasks.events.catalog import InventoryReserved, OrderCreated, PaymentFailed, PaymentRefunded
 from tasks.events.handlers import Event
-from tasks.saga.definition import ORDER_SAGA
+from tasks.saga.definition import ORDER_SAGA, order_saga
 from tasks.saga.handler import fact, saga_handler
 from workers.delivery.idempotency import open_store
 from workers.sagas.step import SagaStep, begin, deadline_step, relay_after_commit
+
+if TYPE_CHECKING:
+    from celery import Celery
 
 #: The service name in the saga log.
 SERVICE = "orders"
@@ -30,8 +35,15 @@ SCHEMA = (
 )
 
 
-def place_order(order: OrderCreated | dict[str, Any], saga_id: str | None = None) -> str:
+def place_order(
+    order: OrderCreated | dict[str, Any], saga_id: str | None = None, app: Celery = default_app
+) -> str:
     """Place an order: its row, its saga and ``order.created``, committed together, then relayed.
+
+    Args:
+        order: the order (``order.created``'s data).
+        saga_id: the saga's id (default: a new UUID).
+        app: the platform app whose broker and state store are used.
 
     Returns:
         The saga id (a new UUID unless given).
@@ -40,9 +52,9 @@ def place_order(order: OrderCreated | dict[str, Any], saga_id: str | None = None
         EventSchemaError: the order does not match ``order.created``'s schema.
     """
     saga_id = saga_id or str(uuid.uuid4())
-    first = fact(SERVICE, "order.created", order if isinstance(order, dict) else order.model_dump())
+    first = fact(SERVICE, "order.created", order if isinstance(order, dict) else order.model_dump(), app)
     data = OrderCreated.model_validate_json(first.body)
-    store = open_store(_settings().state_url)
+    store = open_store(platform_config(app).settings.state_url)
     p = store.placeholder
     with store.transaction() as connection:
         connection.execute(SCHEMA)
@@ -50,15 +62,11 @@ def place_order(order: OrderCreated | dict[str, Any], saga_id: str | None = None
             f"INSERT INTO saga_orders VALUES ({p}, {p}, {p}, 'pending', '')",
             (data.order_id, saga_id, data.amount),
         )
-        step = begin(connection, p, ORDER_SAGA, saga_id, SERVICE, first, {"order_id": data.order_id})
+        # This app's deadlines (the handlers use their worker's: the same setting, normally).
+        definition = order_saga(platform_config(app).settings.saga_step_deadline)
+        step = begin(connection, p, definition, saga_id, SERVICE, first, {"order_id": data.order_id})
     relay_after_commit(app, store, step.rows)
     return saga_id
-
-
-def _settings() -> Any:
-    from config.app import platform_config
-
-    return platform_config(app).settings
 
 
 def _set_status(step: SagaStep, order_id: str, status: str, reason: str = "") -> None:

@@ -20,7 +20,10 @@ from __future__ import annotations
 import logging
 import uuid
 
+from celery import Celery
+
 from config import app
+from config.app import platform_config
 from tasks.events.catalog import InventoryFailed, OrderCreated, OrderExpired
 from tasks.events.handlers import Event
 from tasks.saga.definition import ORDER_SAGA
@@ -55,21 +58,15 @@ def open_tables(connection: object) -> None:
         connection.execute(statement)  # type: ignore[attr-defined]
 
 
-def set_outage(card: str, down: bool) -> None:
-    """Make the gateway's refunds for ``card`` time out (``down``) or work again."""
-    store = open_store(_state_url())
+def set_outage(card: str, down: bool, on: Celery = app) -> None:
+    """Make the gateway's refunds for ``card`` time out (``down``) or work again (state store of ``on``)."""
+    store = open_store(platform_config(on).settings.state_url)
     p = store.placeholder
     with store.transaction() as connection:
         open_tables(connection)
         connection.execute(f"DELETE FROM saga_gateway_outages WHERE card = {p}", (card,))
         if down:
             connection.execute(f"INSERT INTO saga_gateway_outages VALUES ({p})", (card,))
-
-
-def _state_url() -> str:
-    from config.app import platform_config
-
-    return platform_config(app).settings.state_url
 
 
 def _out(step: SagaStep, card: str) -> bool:

@@ -183,10 +183,11 @@ def relay(
         publish_one(app, events[0])  # a pooled connection: the fast path sends one or two events
     elif events:
         publish_many(app, events)
-    for _, kind, payload in rows:
+    for row_id, kind, payload in rows:
         if kind == DEADLINE:
             app.send_task(
                 payload["task"],
+                task_id=row_id,  # a deadline relayed twice is one task id: it runs once
                 args=payload["args"],
                 queue=payload["queue"],
                 eta=datetime.fromtimestamp(payload["due_at"], UTC),
