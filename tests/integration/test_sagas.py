@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.cli import run_cli
 from tests.support.sagas import SAGA_QUEUES, all_ended, order, saga_environment, snapshot, state, states
 from tests.support.wait import wait_for
 
@@ -45,6 +46,24 @@ def history(env: dict[str, str], saga_id: str) -> list[tuple[str, str, str, str,
             (saga_id,),
         ).fetchall()
     return [tuple(row) for row in rows]
+
+
+def scrape_sagas(env: dict[str, str]) -> dict[str, float]:
+    """The saga series of one metrics scrape (the exposition text, parsed)."""
+    from config.app import create_app, platform_config
+    from config.settings import load_settings
+    from workers.ops.metrics import collect, render
+
+    app = create_app(load_settings(env), main="test-metrics")
+    config = platform_config(app)
+    text = render(collect(config.settings, config.topology))
+    app.close()
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("platform_saga"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
 
 
 @pytest.fixture
@@ -112,14 +131,52 @@ def test_a_mix_of_orders_ends_each_saga_as_its_facts_say(vhost, mix_env, mix_app
         "orders",
     )
 
-    letters = vhost.take_all("payments.events.dlq")
-    assert [m.application_headers["cloudEvents_sagaid"] for m in letters] == [ids["refund fails"]]
-    assert letters[0].application_headers["x-error-type"].endswith("GatewayTimeout")
     assert history(mix_env, ids["refund fails"])[-1][2:] == (
         "compensation_failed",
         "saga.dead_letter",
         "payments",
     )
+    assert check_invariants(mix_env) == []
+
+    # The metrics and the alert rules' series see it too.
+    scraped = scrape_sagas(mix_env)
+    assert scraped["platform_sagas_compensation_failed"] == 1
+    assert scraped['platform_sagas{state="confirmed"}'] == 2
+    assert scraped['platform_sagas{state="cancelled"}'] == 3
+    assert scraped["platform_sagas_stuck"] == 0
+    assert scraped["platform_saga_oldest_running_age_seconds"] == 0
+
+    # The operator sees the failed compensation with its dead letter, fixes the gateway, retries.
+    listed = json.loads(run_cli(mix_env, "saga", "list", "--state", "compensation_failed", "--json").stdout)
+    assert [row["saga_id"] for row in listed] == [ids["refund fails"]]
+    shown = run_cli(mix_env, "saga", "show", ids["refund fails"], "--json")
+    assert shown.returncode == 0, shown.stderr
+    [letter] = json.loads(shown.stdout)["dead_letters"]
+    assert letter["dead_letter_queue"] == "payments.events.dlq"
+    assert letter["error_type"].endswith("GatewayTimeout")
+    [message] = vhost.take_all("payments.events.dlq")  # the header operators' tools match on
+    assert message.application_headers["cloudEvents_sagaid"] == ids["refund fails"]
+    vhost.publish("payments.events.dlq", message.body, headers=message.application_headers)
+    set_outage("broken-refunds", False, on=mix_app)
+    retried = run_cli(mix_env, "saga", "retry", ids["refund fails"], "--yes")
+    assert retried.returncode == 0, retried.stderr
+    wait_for(
+        lambda: states(mix_env)[ids["refund fails"]] == "cancelled",
+        timeout=30,
+        message="the retried saga to cancel",
+    )
+    assert vhost.depth("payments.events.dlq") == 0
+    assert history(mix_env, ids["refund fails"])[-1][1:] == (
+        "timed_out",
+        "cancelled",
+        "payment.refunded",
+        "orders",
+    ) or (
+        history(mix_env, ids["refund fails"])[-1][1:]
+        == ("refunding", "cancelled", "payment.refunded", "orders")
+    )
+    again = run_cli(mix_env, "saga", "retry", ids["refund fails"], "--yes")
+    assert (again.returncode, again.stderr.count("\n")) == (5, 1)
     assert check_invariants(mix_env) == []
 
 

@@ -163,7 +163,7 @@ def _apply(step: SagaStep, event_id: str, event_type: str, note: str = "") -> No
         return
     decision = step.decision
     if isinstance(decision, Move):
-        step.saga = store.move(c, p, saga, decision.to, step.now)
+        step.saga = store.move(c, p, saga, decision.to, step.now, step.definition.is_terminal(decision.to))
         store.append_log(
             c,
             p,
@@ -180,7 +180,7 @@ def _apply(step: SagaStep, event_id: str, event_type: str, note: str = "") -> No
         step.rows.extend(schedule_deadlines(c, p, step.definition, saga.saga_id, decision.to, step.now))
     elif isinstance(decision, Act):
         # An act bumps the version too, so a concurrent move of the saga conflicts with it.
-        step.saga = store.move(c, p, saga, saga.state, step.now)
+        step.saga = store.move(c, p, saga, saga.state, step.now, saga.ended)
         store.append_log(
             c,
             p,

@@ -2,7 +2,7 @@
 
 ::
 
-    saga_instances  saga_id | saga_type | state | version | started_at | updated_at | data
+    saga_instances  saga_id | saga_type | state | version | started_at | updated_at | data | ended
     saga_log        saga_id | seq | from_state | to_state | event_id | event_type | service | at | kind | note
 
 Every function takes an open DB-API connection and its placeholder (``?`` for
@@ -37,7 +37,7 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS saga_instances ("
     " saga_id TEXT PRIMARY KEY, saga_type TEXT NOT NULL, state TEXT NOT NULL,"
     " version INTEGER NOT NULL, started_at DOUBLE PRECISION NOT NULL,"
-    " updated_at DOUBLE PRECISION NOT NULL, data TEXT NOT NULL)",
+    " updated_at DOUBLE PRECISION NOT NULL, data TEXT NOT NULL, ended INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS saga_log ("
     " saga_id TEXT NOT NULL, seq INTEGER NOT NULL, from_state TEXT, to_state TEXT NOT NULL,"
     " event_id TEXT NOT NULL, event_type TEXT NOT NULL, service TEXT NOT NULL,"
@@ -69,6 +69,8 @@ class SagaInstance:
     started_at: float
     updated_at: float
     data: dict[str, Any]
+    #: Whether the saga is over (its definition's terminal states, failed compensation, resolved).
+    ended: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,16 +106,16 @@ def create(
 ) -> SagaInstance:
     """Insert a new saga in ``state`` (version 1)."""
     connection.execute(
-        f"INSERT INTO saga_instances VALUES ({p}, {p}, {p}, 1, {p}, {p}, {p})",
+        f"INSERT INTO saga_instances VALUES ({p}, {p}, {p}, 1, {p}, {p}, {p}, 0)",
         (saga_id, saga_type, state, now, now, json.dumps(data, sort_keys=True)),
     )
-    return SagaInstance(saga_id, saga_type, state, 1, now, now, data)
+    return SagaInstance(saga_id, saga_type, state, 1, now, now, data, False)
 
 
 def load(connection: Any, p: str, saga_id: str) -> SagaInstance | None:
     """The saga ``saga_id``, or None."""
     row = connection.execute(
-        "SELECT saga_id, saga_type, state, version, started_at, updated_at, data"
+        "SELECT saga_id, saga_type, state, version, started_at, updated_at, data, ended"
         f" FROM saga_instances WHERE saga_id = {p}",
         (saga_id,),
     ).fetchone()
@@ -132,20 +134,24 @@ def require(connection: Any, p: str, saga_id: str) -> SagaInstance:
     return saga
 
 
-def move(connection: Any, p: str, saga: SagaInstance, to: str, now: float) -> SagaInstance:
-    """Move ``saga`` to ``to`` if nobody moved it since it was read.
+def move(
+    connection: Any, p: str, saga: SagaInstance, to: str, now: float, ended: bool = False
+) -> SagaInstance:
+    """Move ``saga`` to ``to`` (a state that ends it with ``ended``) if nobody moved it since it was read.
 
     Raises:
         SagaConflict: its version changed meanwhile (another worker moved it).
     """
     cursor = connection.execute(
-        f"UPDATE saga_instances SET state = {p}, version = version + 1, updated_at = {p}"
+        f"UPDATE saga_instances SET state = {p}, version = version + 1, updated_at = {p}, ended = {p}"
         f" WHERE saga_id = {p} AND version = {p}",
-        (to, now, saga.saga_id, saga.version),
+        (to, now, int(ended), saga.saga_id, saga.version),
     )
     if cursor.rowcount != 1:
         raise SagaConflict(f"saga {saga.saga_id} moved while {to!r} was being applied; retrying")
-    return SagaInstance(saga.saga_id, saga.saga_type, to, saga.version + 1, saga.started_at, now, saga.data)
+    return SagaInstance(
+        saga.saga_id, saga.saga_type, to, saga.version + 1, saga.started_at, now, saga.data, ended
+    )
 
 
 def logged(connection: Any, p: str, saga_id: str, event_id: str, service: str) -> bool:
@@ -210,7 +216,7 @@ def listing(
         params.append(started_before)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     rows = connection.execute(
-        "SELECT saga_id, saga_type, state, version, started_at, updated_at, data"
+        "SELECT saga_id, saga_type, state, version, started_at, updated_at, data, ended"
         f" FROM saga_instances{clause} ORDER BY started_at LIMIT {int(limit)}",
         tuple(params),
     ).fetchall()
@@ -223,10 +229,25 @@ def counts_by_state(connection: Any) -> dict[str, int]:
     return {str(state): int(count) for state, count in rows}
 
 
+def oldest_running(connection: Any) -> float | None:
+    """When the oldest saga that has not ended started (None: none is running)."""
+    row = connection.execute("SELECT MIN(started_at) FROM saga_instances WHERE ended = 0").fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+def running_started_before(connection: Any, p: str, moment: float) -> int:
+    """How many sagas that have not ended started before ``moment``."""
+    row = connection.execute(
+        f"SELECT COUNT(*) FROM saga_instances WHERE ended = 0 AND started_at < {p}", (moment,)
+    ).fetchone()
+    return int(row[0])
+
+
 def _instance(row: Sequence[Any]) -> SagaInstance:
     return SagaInstance(
-        str(row[0]), str(row[1]), str(row[2]), int(row[3]), float(row[4]), float(row[5]), json.loads(row[6])
-    )
+        str(row[0]), str(row[1]), str(row[2]), int(row[3]), float(row[4]), float(row[5]), json.loads(row[6]),
+        bool(row[7]),
+    )  # fmt: skip
 
 
 def now() -> float:
