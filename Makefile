@@ -23,6 +23,9 @@ export PY
 PLATFORM_SUBSCRIPTIONS_FILE ?= config/subscriptions.toml
 topology worker up down flower demo metrics alerts dlq-list dlq-replay delays events-backfill: \
 	export PLATFORM_SUBSCRIPTIONS_FILE := $(PLATFORM_SUBSCRIPTIONS_FILE)
+#: Seconds per order-saga step under make (the demo's deadline case waits this long; default 30).
+PLATFORM_SAGA_STEP_DEADLINE ?= 5
+up worker demo: export PLATFORM_SAGA_STEP_DEADLINE := $(PLATFORM_SAGA_STEP_DEADLINE)
 
 .PHONY: help setup broker topology worker up down flower demo test lint fmt logs dlq-list dlq-replay \
 	delays metrics alerts events-backfill \

@@ -12,7 +12,7 @@
 
 - :mod:`tasks.saga.definition`: the states, moves and deadlines, as data.
 - :mod:`tasks.saga.orders`, :mod:`tasks.saga.payments`, :mod:`tasks.saga.inventory`:
-  each service's tables and handlers (subscriptions: ``config/saga.toml``).
+  each service's tables and handlers (subscriptions: ``config/subscriptions.toml``).
 - :mod:`tasks.saga.handler`: how a handler joins the saga (its step, its compensation's failure).
 - :mod:`tasks.saga.invariants`: what must hold once every saga has ended.
 """

@@ -13,7 +13,9 @@ The handler is an ordinary platform task (late ack, backoff, DLQ, idempotency
 by ``<service>:<event id>``, Flower). Its body runs inside one transaction of
 the state store that holds the service's change, the saga's move and log row,
 the outbox rows and the handler's completion mark; the outbox rows are relayed
-after the commit. The saga id comes from the event's ``sagaid`` attribute.
+after the commit. The saga id comes from the event's ``sagaid`` attribute; an
+event without one is not part of a saga and is ignored (logged), so other
+producers' ``order.created`` events pass by the saga's handlers harmlessly.
 
 A handler declared with ``compensation=True`` whose failure is final (retries
 exhausted, or permanent) is dead-lettered as usual and moves its saga to
@@ -34,7 +36,6 @@ from tasks.events import prepare
 from tasks.events.handlers import Event, load_event
 from tasks.saga.definition import ORDER_SAGA
 from workers.delivery.task import PlatformTask
-from workers.errors import PermanentError
 from workers.events.publisher import OutgoingEvent
 from workers.sagas.outbox import SAGA_ID_ATTRIBUTE
 from workers.sagas.step import SagaStep, record_compensation_failure, saga_step
@@ -45,20 +46,9 @@ logger = logging.getLogger(__name__)
 SOURCES = {"orders": "/shop/orders", "payments": "/shop/payments", "inventory": "/shop/inventory"}
 
 
-class MissingSagaId(PermanentError):
-    """An event reached a saga handler without the ``sagaid`` attribute."""
-
-
-def saga_id_of(event: Event[Any]) -> str:
-    """The saga id an event carries.
-
-    Raises:
-        MissingSagaId: it carries none.
-    """
-    saga_id = event.attributes.get(SAGA_ID_ATTRIBUTE)
-    if not saga_id:
-        raise MissingSagaId(f"{event.type} event {event.id} carries no {SAGA_ID_ATTRIBUTE} attribute")
-    return saga_id
+def saga_id_of(event: Event[Any]) -> str | None:
+    """The saga id an event carries (None: it is not part of a saga)."""
+    return event.attributes.get(SAGA_ID_ATTRIBUTE) or None
 
 
 def fact(service: str, event_type: str, data: dict[str, Any], on: Celery = app) -> OutgoingEvent:
@@ -98,7 +88,7 @@ def saga_handler(
     """Declare ``function(step, event)`` as the saga handler task ``name`` of ``service``.
 
     Args:
-        name: the task name the subscriptions file (``config/saga.toml``) names.
+        name: the task name the subscriptions file (``config/subscriptions.toml``) names.
         service: the service that owns the handler (written in the saga log).
         compensation: a final failure moves the saga to ``compensation_failed``.
         options: platform task options (``max_retries``, ``retry_base``...).
@@ -108,6 +98,11 @@ def saga_handler(
         def handle(self: Task, event: dict[str, Any]) -> Any:
             received = load_event(event)
             saga_id = saga_id_of(received)
+            if saga_id is None:  # a fact from outside any saga (an order placed by other means)
+                logger.info(
+                    "%s %s carries no saga id; not part of a saga, ignored", received.type, received.id
+                )
+                return {"saga_id": None, "applied": False}
             with saga_step(self, ORDER_SAGA, service, saga_id, received.id, received.type) as step:
                 return function(step, received)
 

@@ -20,7 +20,7 @@ def saga_environment(env: dict[str, str], step_deadline: float, **overrides: str
     """``env`` with the saga's subscriptions, a short step deadline and a fast relay."""
     return {
         **env,
-        "PLATFORM_SUBSCRIPTIONS_FILE": str(ROOT / "config" / "saga.toml"),
+        "PLATFORM_SUBSCRIPTIONS_FILE": str(ROOT / "config" / "subscriptions.toml"),
         "PLATFORM_SAGA_STEP_DEADLINE": str(step_deadline),
         "PLATFORM_SAGA_RELAY_INTERVAL": "0.5",
         **overrides,

@@ -33,8 +33,17 @@ EVENTS_NAV_ITEM = """
             {% if active_tab == 'events' %}aria-current="page"{% end %}>Events</a>
         </li>"""
 
+#: The navigation item added after "Events".
+SAGAS_NAV_ITEM = """
+        <li class="nav-item">
+          <a class="nav-link{% if active_tab == 'sagas' %} active{% end %}"
+            href="{{ reverse_url('sagas') }}" id="nav-sagas"
+            {% if active_tab == 'sagas' %}aria-current="page"{% end %}>Sagas</a>
+        </li>"""
+
 _AFTER_BROKER_ITEM = re.compile(r">Broker</a>\s*</li>")
 _AFTER_DLQ_ITEM = re.compile(r">Dead letters</a>\s*</li>")
+_AFTER_EVENTS_ITEM = re.compile(r">Events</a>\s*</li>")
 
 
 def navbar_with_dlq_link(source: str) -> str:
@@ -59,6 +68,15 @@ def navbar_with_events_link(source: str) -> str:
     return source[: match.end()] + EVENTS_NAV_ITEM + source[match.end() :]
 
 
+def navbar_with_sagas_link(source: str) -> str:
+    """The navbar with the "Sagas" item after "Events" (left as it is without one)."""
+    match = _AFTER_EVENTS_ITEM.search(source)
+    if match is None:
+        logger.warning("the navbar has no Events item; the Sagas link is not added")
+        return source
+    return source[: match.end()] + SAGAS_NAV_ITEM + source[match.end() :]
+
+
 class PlatformLoader(Loader):
     """Loads ``name`` from our templates if there, else from Flower's.
 
@@ -77,5 +95,5 @@ class PlatformLoader(Loader):
         else:
             source = Path(os.path.join(self.root, name)).read_text(encoding="utf-8")
             if name == "navbar.html":
-                source = navbar_with_events_link(navbar_with_dlq_link(source))
+                source = navbar_with_sagas_link(navbar_with_events_link(navbar_with_dlq_link(source)))
         return Template(source, name=name, loader=self)
