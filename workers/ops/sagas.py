@@ -88,11 +88,16 @@ def load_view(completions: CompletionStore, saga_id: str) -> SagaView:
     """
     p = completions.placeholder
     with completions.transaction() as connection:
-        open_tables(connection)
-        saga = store.load(connection, p, saga_id)
-        if saga is None:
-            raise SagaNotFound(f"no saga {saga_id!r} in the state store")
+        saga = _require(connection, p, saga_id)
         return SagaView(saga, store.history(connection, p, saga_id))
+
+
+def _require(connection: Any, p: str, saga_id: str) -> store.SagaInstance:
+    open_tables(connection)
+    saga = store.load(connection, p, saga_id)
+    if saga is None:
+        raise SagaNotFound(f"no saga {saga_id!r} in the state store")
+    return saga
 
 
 def saga_letters(connection: Connection, queues: Iterable[str], saga_id: str) -> list[SagaLetter]:
@@ -117,10 +122,7 @@ def _operator_move(
     """Move the saga to ``to`` as the operator's ``action`` if ``allowed(saga)``, logging ``note``."""
     p = completions.placeholder
     with completions.transaction() as connection:
-        open_tables(connection)
-        saga = store.load(connection, p, saga_id)
-        if saga is None:
-            raise SagaNotFound(f"no saga {saga_id!r} in the state store")
+        saga = _require(connection, p, saga_id)
         if not allowed(saga):
             raise WrongState(f"saga {saga_id} is {saga.state}; {action} does not apply to it")
         now = store.now()

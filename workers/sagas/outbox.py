@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from workers.events.envelope import CloudEvent
 from workers.events.publisher import OutgoingEvent, publish_many, publish_one
+from workers.sagas.store import run_once
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -54,16 +55,10 @@ RELAY_BATCH = 500
 #: The CloudEvents extension attribute that carries the saga id on every event of a saga.
 SAGA_ID_ATTRIBUTE = "sagaid"
 
-_ready: set[int] = set()
-
 
 def ensure_schema(connection: Any) -> None:
     """Create the outbox table if it is missing (once per connection)."""
-    if id(connection) in _ready:
-        return
-    for statement in SCHEMA:
-        connection.execute(statement)
-    _ready.add(id(connection))
+    run_once(connection, SCHEMA, "outbox")
 
 
 @dataclass(frozen=True)

@@ -163,58 +163,34 @@ def _apply(step: SagaStep, event_id: str, event_type: str, note: str = "") -> No
         return
     decision = step.decision
     if isinstance(decision, Move):
-        step.saga = store.move(c, p, saga, decision.to, step.now, step.definition.is_terminal(decision.to))
-        store.append_log(
-            c,
-            p,
-            saga.saga_id,
-            saga.state,
-            decision.to,
-            event_id,
-            event_type,
-            step.service,
-            store.MOVE,
-            step.now,
-            note,
-        )
-        step.rows.extend(schedule_deadlines(c, p, step.definition, saga.saga_id, decision.to, step.now))
+        to, kind = decision.to, store.MOVE
+        step.saga = store.move(c, p, saga, to, step.now, step.definition.is_terminal(to))
+        step.rows.extend(schedule_deadlines(c, p, step.definition, saga.saga_id, to, step.now))
     elif isinstance(decision, Act):
         # An act bumps the version too, so a concurrent move of the saga conflicts with it.
+        to, kind = saga.state, store.ACT
         step.saga = store.move(c, p, saga, saga.state, step.now, saga.ended)
-        store.append_log(
-            c,
-            p,
-            saga.saga_id,
-            saga.state,
-            saga.state,
-            event_id,
-            event_type,
-            step.service,
-            store.ACT,
-            step.now,
-            note,
-        )
     else:
+        to, kind, note = saga.state, store.LATE, note or "late"
         logger.info(
-            "saga %s: %s %s arrived late (state %s); not applied",
-            saga.saga_id,
-            event_type,
-            event_id,
-            saga.state,
+            "saga %s: %s %s arrived late (state %s); not applied", saga.saga_id, event_type, event_id, to
         )
-        store.append_log(
-            c,
-            p,
-            saga.saga_id,
-            saga.state,
-            saga.state,
-            event_id,
-            event_type,
-            step.service,
-            store.LATE,
-            step.now,
-            note or "late",
-        )
+    row = (saga.saga_id, saga.state, to, event_id, event_type, step.service, kind, step.now, note)
+    store.append_log(c, p, *row)
+
+
+@contextmanager
+def _transaction_step(
+    task: Any, definition: SagaDefinition, service: str, saga_id: str
+) -> Iterator[SagaStep]:
+    """The saga read in the task's transaction (which also marks the task completed); rows relayed after."""
+    p = task.completion_store().placeholder
+    with task.transaction() as connection:
+        open_tables(connection)
+        saga = store.require(connection, p, saga_id)
+        step = SagaStep(connection, p, definition, service, saga, Late(saga.state))
+        yield step
+    relay_after_commit(task.app, task.completion_store(), step.rows)
 
 
 @contextmanager
@@ -228,14 +204,10 @@ def saga_step(
         SagaConflict: another worker moved the saga meanwhile (transient: retried).
         SagaDefinitionError: the event type is not part of the saga.
     """
-    p = task.completion_store().placeholder
-    with task.transaction() as connection:
-        open_tables(connection)
-        saga = store.require(connection, p, saga_id)
-        step = SagaStep(connection, p, definition, service, saga, decide(definition, saga.state, event_type))
+    with _transaction_step(task, definition, service, saga_id) as step:
+        step.decision = decide(definition, step.saga.state, event_type)
         _apply(step, event_id, event_type)
         yield step
-    relay_after_commit(task.app, task.completion_store(), step.rows)
 
 
 @contextmanager
@@ -243,19 +215,14 @@ def deadline_step(
     task: Any, definition: SagaDefinition, service: str, saga_id: str, expected: str | None, deadline_id: str
 ) -> Iterator[SagaStep]:
     """The step of a deadline the broker delivered: ``acting`` when it moved the saga to its timeout state."""
-    p = task.completion_store().placeholder
-    with task.transaction() as connection:
-        open_tables(connection)
-        saga = store.require(connection, p, saga_id)
-        fired = deadline_fires(definition, saga.state, expected)
-        step = SagaStep(connection, p, definition, service, saga, fired or Late(saga.state))
-        if fired is not None:
-            note = f"deadline of {expected or 'the whole saga'} passed"
-            _apply(step, deadline_id, DEADLINE_EVENT, note)
-        else:
+    with _transaction_step(task, definition, service, saga_id) as step:
+        fired = deadline_fires(definition, step.saga.state, expected)
+        if fired is None:
             step.duplicate = True  # the step answered in time: nothing to log
+        else:
+            step.decision = fired
+            _apply(step, deadline_id, DEADLINE_EVENT, f"deadline of {expected or 'the whole saga'} passed")
         yield step
-    relay_after_commit(task.app, task.completion_store(), step.rows)
 
 
 def record_compensation_failure(

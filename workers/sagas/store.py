@@ -89,16 +89,22 @@ class LogEntry:
     note: str
 
 
-_ready: set[int] = set()
+_ready: set[tuple[int, str]] = set()
+
+
+def run_once(connection: Any, statements: tuple[str, ...], name: str) -> None:
+    """Run ``statements`` (idempotent DDL) once per connection and ``name``."""
+    key = (id(connection), name)
+    if key in _ready:
+        return
+    for statement in statements:
+        connection.execute(statement)
+    _ready.add(key)
 
 
 def ensure_schema(connection: Any) -> None:
     """Create the saga tables on ``connection``'s database if they are missing (once per connection)."""
-    if id(connection) in _ready:
-        return
-    for statement in SCHEMA:
-        connection.execute(statement)
-    _ready.add(id(connection))
+    run_once(connection, SCHEMA, "sagas")
 
 
 def create(

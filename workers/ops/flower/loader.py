@@ -46,35 +46,32 @@ _AFTER_DLQ_ITEM = re.compile(r">Dead letters</a>\s*</li>")
 _AFTER_EVENTS_ITEM = re.compile(r">Events</a>\s*</li>")
 
 
-def navbar_with_dlq_link(source: str) -> str:
-    """Flower's navbar template with the "Dead letters" item after "Broker".
+def insert_nav_item(source: str, after: re.Pattern[str], item: str, what: str) -> str:
+    """``source`` with ``item`` inserted after the first match of ``after``.
 
-    If Flower's markup changes so that the anchor is gone, the navbar is left
-    as it is (the page still answers at /dlq) and a warning is logged.
+    If the markup changed so that the anchor is gone, the navbar is left as it
+    is (the page still answers at its URL) and a warning names ``what``.
     """
-    match = _AFTER_BROKER_ITEM.search(source)
+    match = after.search(source)
     if match is None:
-        logger.warning("Flower's navbar has no Broker item; the Dead letters link is not added")
+        logger.warning("the navbar has no anchor for the %s link; it is not added", what)
         return source
-    return source[: match.end()] + DLQ_NAV_ITEM + source[match.end() :]
+    return source[: match.end()] + item + source[match.end() :]
+
+
+def navbar_with_dlq_link(source: str) -> str:
+    """Flower's navbar template with the "Dead letters" item after "Broker"."""
+    return insert_nav_item(source, _AFTER_BROKER_ITEM, DLQ_NAV_ITEM, "Dead letters")
 
 
 def navbar_with_events_link(source: str) -> str:
     """The navbar with the "Events" item after "Dead letters" (left as it is without one)."""
-    match = _AFTER_DLQ_ITEM.search(source)
-    if match is None:
-        logger.warning("the navbar has no Dead letters item; the Events link is not added")
-        return source
-    return source[: match.end()] + EVENTS_NAV_ITEM + source[match.end() :]
+    return insert_nav_item(source, _AFTER_DLQ_ITEM, EVENTS_NAV_ITEM, "Events")
 
 
 def navbar_with_sagas_link(source: str) -> str:
     """The navbar with the "Sagas" item after "Events" (left as it is without one)."""
-    match = _AFTER_EVENTS_ITEM.search(source)
-    if match is None:
-        logger.warning("the navbar has no Events item; the Sagas link is not added")
-        return source
-    return source[: match.end()] + SAGAS_NAV_ITEM + source[match.end() :]
+    return insert_nav_item(source, _AFTER_EVENTS_ITEM, SAGAS_NAV_ITEM, "Sagas")
 
 
 class PlatformLoader(Loader):
