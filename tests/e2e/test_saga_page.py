@@ -36,7 +36,9 @@ def test_the_saga_pages_list_sagas_by_state_and_show_a_timeline_linked_to_the_de
     from tasks.saga.payments import set_outage
 
     env = saga_environment(
-        e2e_environment(vhost, tmp_path, PLATFORM_QUEUES="orders", PLATFORM_TASK_MODULES="tests.support.tasks"),
+        e2e_environment(
+            vhost, tmp_path, PLATFORM_QUEUES="orders", PLATFORM_TASK_MODULES="tests.support.tasks"
+        ),
         step_deadline=30,
     )
     app = create_app(load_settings(env), main="test-saga-page")

@@ -54,7 +54,9 @@ def scrape_sagas(env: dict[str, str]) -> dict[str, float]:
     from config.settings import load_settings
     from workers.ops.metrics import collect, render
 
-    app = create_app(load_settings(env), main="test-metrics")
+    from tests.support.broker import MANAGEMENT_URL
+
+    app = create_app(load_settings({**env, "PLATFORM_MANAGEMENT_URL": MANAGEMENT_URL}), main="test-metrics")
     config = platform_config(app)
     text = render(collect(config.settings, config.topology))
     app.close()

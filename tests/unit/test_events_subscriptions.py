@@ -108,7 +108,9 @@ def test_each_subscriber_gets_a_quorum_queue_with_a_ladder_a_dlq_and_its_binding
         assert consumer.queue_arguments["x-queue-type"] == "quorum"
         assert (consumer.exchange.name, consumer.routing_key) == (TASKS_EXCHANGE, queue)
         bindings = {(exchange, key) for name, exchange, key in topology.queue_bindings() if name == queue}
-        assert bindings == {(EVENTS_EXCHANGE, key) for key in keys} | {(DELAYED_EXCHANGE, delay_binding_key(queue))}
+        assert bindings == {(EVENTS_EXCHANGE, key) for key in keys} | {
+            (DELAYED_EXCHANGE, delay_binding_key(queue))
+        }
     (log,) = [q for q in topology.all_queues() if q.name == "platform.events.log"]
     assert log.queue_arguments == {"x-queue-type": "stream", "x-max-age": "604800s"}
     assert [e.name for e in topology.exchanges()][-1] == EVENTS_EXCHANGE

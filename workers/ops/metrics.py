@@ -341,22 +341,25 @@ def collect(
     except (ManagementError, OperationalError, OSError, AMQPError, dlq.UnknownQueue) as exc:
         logger.warning("metrics: %s", exc)
         samples.append(Sample("platform_metrics_up", 0))
-        return samples
+        return samples + saga_store_samples(settings, now)  # the state store answers without the broker
     samples.append(Sample("platform_metrics_up", 1))
     try:
         samples += lateness_samples(read_lateness(settings.state_url))
     except Exception as exc:  # noqa: BLE001 - the state store is optional for metrics
         logger.warning("metrics: delay lateness not read from the state store: %s", exc)
+    return samples + saga_store_samples(settings, now)
+
+
+def saga_store_samples(settings: Settings, now: datetime) -> list[Sample]:
+    """The saga series from the state store (none when it can't be read or no saga ever ran)."""
     try:
         summary = sagas.summarize_sagas(
             open_store(settings.state_url), now.timestamp(), settings.saga_stuck_after
         )
     except Exception as exc:  # noqa: BLE001 - the state store is optional for metrics
         logger.warning("metrics: sagas not read from the state store: %s", exc)
-        summary = None
-    if summary is not None:
-        samples += saga_samples(summary, now.timestamp())
-    return samples
+        return []
+    return [] if summary is None else saga_samples(summary, now.timestamp())
 
 
 def saga_samples(summary: sagas.SagaSummary, now: float) -> list[Sample]:
