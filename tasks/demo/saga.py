@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from config import app
 from config.app import platform_config
+from tasks.demo.report import flower_url
 from tasks.saga.inventory import restock
 from tasks.saga.orders import place_order
 from tasks.saga.payments import set_outage
@@ -104,7 +105,7 @@ def run_saga_tour(run: str, timeout: float, out: Out = print) -> bool:
     out(f"  {'order':16}  {'case':36}  {'ended as':30}  saga id")
     for case, order_id, saga_id in placed:
         shown = ended.get(saga_id, ("", "not ended before the timeout"))[1]
-        mark = "" if shown == case.expected else f"   (expected {case.expected})"
+        mark = "" if shown == case.expected else f"   NOT AS EXPECTED: {case.expected}"
         out(f"  {order_id:16}  {case.name:36}  {shown:30}  {saga_id}{mark}")
     tally = Counter(shown for _, shown in ended.values())
     kinds = (
@@ -115,7 +116,7 @@ def run_saga_tour(run: str, timeout: float, out: Out = print) -> bool:
         "dead-lettered",
     )
     out("  " + ", ".join(f"{kind}: {tally.get(kind, 0)}" for kind in kinds))
-    flower = settings.flower_url.rstrip("/")
+    flower = flower_url(settings)
     out(f"  In Flower: {flower}/sagas lists them by state; {flower}/sagas/<saga id> shows a timeline")
     out(
         f"  (the dead-lettered refund: {flower}/dlq/payments.events). Or: celery -A config saga show <saga id>;"

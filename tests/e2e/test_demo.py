@@ -84,7 +84,7 @@ def test_make_demo_from_the_readme_starts_the_platform_runs_the_tour_and_make_do
     assert "Order saga: 6 orders" in demo.stdout
     summary = "confirmed: 2, cancelled after compensation: 1, cancelled on payment: 1, timed out: 1, dead-lettered: 1"
     assert summary in demo.stdout
-    assert "(expected" not in demo.stdout
+    assert "NOT AS EXPECTED" not in demo.stdout
     assert "/sagas" in demo.stdout
     down = run_make("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr

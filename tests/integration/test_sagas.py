@@ -52,9 +52,8 @@ def scrape_sagas(env: dict[str, str]) -> dict[str, float]:
     """The saga series of one metrics scrape (the exposition text, parsed)."""
     from config.app import create_app, platform_config
     from config.settings import load_settings
-    from workers.ops.metrics import collect, render
-
     from tests.support.broker import MANAGEMENT_URL
+    from workers.ops.metrics import collect, render
 
     app = create_app(load_settings({**env, "PLATFORM_MANAGEMENT_URL": MANAGEMENT_URL}), main="test-metrics")
     config = platform_config(app)
