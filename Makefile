@@ -28,7 +28,7 @@ PLATFORM_SAGA_STEP_DEADLINE ?= 5
 up worker demo: export PLATFORM_SAGA_STEP_DEADLINE := $(PLATFORM_SAGA_STEP_DEADLINE)
 
 .PHONY: help setup broker topology worker up down flower demo test lint fmt logs dlq-list dlq-replay \
-	delays metrics alerts events-backfill \
+	delays metrics alerts events-backfill saga-chaos \
 	bench bench-quick clean
 
 help: ## List the targets
@@ -109,6 +109,11 @@ metrics: broker ## Serve Prometheus metrics on PLATFORM_METRICS_PORT (foreground
 
 alerts: broker ## Run the webhook alert checks (foreground; PLATFORM_ALERT_WEBHOOK_URL)
 	$(PY) -m workers.ops.alerts
+
+#: Sagas of `make saga-chaos` (make test runs a short form of 45).
+SAGA_CHAOS_SAGAS ?= 1000
+saga-chaos: broker ## The order saga while workers are SIGKILLed at random: SAGA_CHAOS_SAGAS (1,000) sagas, then the invariants
+	SAGA_CHAOS_SAGAS=$(SAGA_CHAOS_SAGAS) $(PY) -m pytest tests/integration/test_saga_chaos.py -q -s $(PYTEST_ARGS)
 
 bench: setup ## Run the benchmarks (results/bench-<time>/)
 	$(PY) -m tests.bench --out results/bench-$$(date +%Y%m%d-%H%M%S)
