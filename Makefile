@@ -23,9 +23,12 @@ export PY
 PLATFORM_SUBSCRIPTIONS_FILE ?= config/subscriptions.toml
 topology worker up down flower demo metrics alerts dlq-list dlq-replay delays events-backfill autoscale k8s-manifests: \
 	export PLATFORM_SUBSCRIPTIONS_FILE := $(PLATFORM_SUBSCRIPTIONS_FILE)
+#: Seconds per order-saga step under make (the demo's deadline case waits this long; default 30).
+PLATFORM_SAGA_STEP_DEADLINE ?= 5
+up worker demo: export PLATFORM_SAGA_STEP_DEADLINE := $(PLATFORM_SAGA_STEP_DEADLINE)
 
 .PHONY: help setup broker topology worker up down flower demo test lint fmt logs dlq-list dlq-replay \
-	delays metrics alerts events-backfill autoscale autoscale-check k8s-manifests \
+	delays metrics alerts events-backfill autoscale autoscale-check k8s-manifests saga-chaos \
 	bench bench-quick clean
 
 help: ## List the targets
@@ -118,6 +121,11 @@ alerts: broker ## Run the webhook alert checks (foreground; PLATFORM_ALERT_WEBHO
 
 k8s-manifests: setup ## Regenerate compose/k8s/: worker Deployments, KEDA ScaledObjects, the exporter
 	$(CELERY) scale manifests --out compose/k8s
+
+#: Sagas of `make saga-chaos` (make test runs a short form of 45).
+SAGA_CHAOS_SAGAS ?= 1000
+saga-chaos: broker ## The order saga while workers are SIGKILLed at random: SAGA_CHAOS_SAGAS (1,000) sagas, then the invariants
+	SAGA_CHAOS_SAGAS=$(SAGA_CHAOS_SAGAS) $(PY) -m pytest tests/integration/test_saga_chaos.py -q -s $(PYTEST_ARGS)
 
 bench: setup ## Run the benchmarks (results/bench-<time>/)
 	$(PY) -m tests.bench --out results/bench-$$(date +%Y%m%d-%H%M%S)

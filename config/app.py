@@ -29,11 +29,13 @@ CONSUMER_CLASS = "workers.delivery.consumer:PlatformConsumer"
 AMQP_CLASS = "workers.delivery.publishing:PlatformAMQP"
 #: Consumer bootstep that lets subscriber queues' CloudEvents run as handler tasks.
 EVENTS_STEP = "workers.events.receive:EventDeliveries"
+#: Consumer bootstep that relays saga outbox rows a crash left unsent (workers.sagas).
+SAGA_RELAY_STEP = "workers.sagas.relay_step:OutboxRelay"
 #: Called with the app when a ``celery`` command runs on it: errors Celery's own
 #: commands let through (``celery call`` with the broker down...) print one line.
 CLI_ERRORS = "workers.ops.cli.uncaught:install"
 #: Every dotted name this package hands to Celery (a test imports each one).
-DOTTED_NAMES = (TASK_CLASS, CONSUMER_CLASS, EVENTS_STEP, AMQP_CLASS, CLI_ERRORS)
+DOTTED_NAMES = (TASK_CLASS, CONSUMER_CLASS, EVENTS_STEP, AMQP_CLASS, CLI_ERRORS, SAGA_RELAY_STEP)
 #: The one key of ``app.conf`` that holds the platform's own objects.
 PLATFORM_KEY = "platform"
 
@@ -196,6 +198,9 @@ def create_app(settings: Settings | None = None, main: str = "platform") -> Cele
     # Events: the step that runs subscriber queues' deliveries as handler tasks.
     if subscriptions:
         app.steps["consumer"].add(EVENTS_STEP)
+        # Sagas: facts their handlers committed are relayed even after a crash.
+        if settings.saga_relay_interval > 0:
+            app.steps["consumer"].add(SAGA_RELAY_STEP)
     add_cli_error_reporting(app)
     return app
 

@@ -152,6 +152,15 @@ class Settings:
     scale_queues: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
     #: Seconds between two passes of the scaling engine (``celery -A config scale run``).
     scale_interval: float = 2.0
+    # -- sagas (workers/sagas) --
+    #: Seconds between two passes of a worker's outbox relay (facts a crash left unsent); 0: off.
+    saga_relay_interval: float = 2.0
+    #: Relay a handler's outbox rows right after its commit (off: only the periodic relay sends them).
+    saga_relay_after_commit: bool = True
+    #: Seconds each step of the order saga may take before its deadline fires.
+    saga_step_deadline: float = 30.0
+    #: Seconds a running saga may take before it counts as stuck in the metrics and alerts.
+    saga_stuck_after: float = 300.0
 
 
 #: Environment variable for each setting.
@@ -212,6 +221,10 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "scale_target_latency": "PLATFORM_SCALE_TARGET_LATENCY",
     "scale_queues": "PLATFORM_SCALE_QUEUES",
     "scale_interval": "PLATFORM_SCALE_INTERVAL",
+    "saga_relay_interval": "PLATFORM_SAGA_RELAY_INTERVAL",
+    "saga_relay_after_commit": "PLATFORM_SAGA_RELAY_AFTER_COMMIT",
+    "saga_step_deadline": "PLATFORM_SAGA_STEP_DEADLINE",
+    "saga_stuck_after": "PLATFORM_SAGA_STUCK_AFTER",
 }
 
 #: Keys of one queue's entry in ``PLATFORM_SCALE_QUEUES`` and the setting each overrides.
@@ -550,6 +563,10 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "scale_target_latency": _number(float, 0.0),
     "scale_queues": _scale_queues,
     "scale_interval": _number(float, 0.1),
+    "saga_relay_interval": _number(float, 0.0),
+    "saga_relay_after_commit": _flag,
+    "saga_step_deadline": _number(float, 0.1),
+    "saga_stuck_after": _number(float, 1.0),
 }
 
 

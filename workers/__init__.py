@@ -21,6 +21,9 @@
         lateness      how late delayed tasks arrive, per worker, in the state store
         bootsteps/    the topology declared when a worker connects; lateness counted
       events/       facts between services: envelope, schemas, blobs, publisher, receive
+      sagas/        sagas across services: definitions as data and the pure decision, the saga
+                    log (optimistic concurrency), the transactional outbox and its relay step,
+                    broker-held deadlines, failed compensations
       scaling/      scaling on queue depth: the due-backlog signal, limits, the pure
                     decision, the engine loop, the Pool interface, the local and Compose
                     pools, Kubernetes manifests with KEDA
@@ -36,7 +39,7 @@
         cli/          ``celery -A config topology|dlq|pubsub|delays|scale`` (one module per group)
         flower/       the Flower launcher and the platform's pages in Flower
 
-Imports point one way: ``ops -> events | scaling -> delivery -> broker, errors -> config``
+Imports point one way: ``ops -> sagas -> events | scaling -> delivery -> broker, errors -> config``
 (events and scaling side by side; scaling imports no delivery)
 (``make lint`` checks it with import-linter). ``tasks`` may import any wing;
 no wing imports ``tasks``.

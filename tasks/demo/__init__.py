@@ -11,7 +11,10 @@ The sample work shows each outcome of the lifecycle:
 - a payment whose gateway times out twice (``TransientError``), then succeeds;
 - a reservation of a sold-out item (a business rule): dead-lettered at once;
 - a confirmation to an address without ``@`` (an unexpected ``ValueError``):
-  retried twice as an unknown error, then dead-lettered.
+  retried twice as an unknown error, then dead-lettered;
+- with the seed's subscriptions, the order saga: six orders that end
+  confirmed, cancelled after compensation, cancelled on payment, timed out,
+  and dead-lettered (:mod:`.saga`).
 
 How "settled" is seen: a task counts as completed once its id is in the
 idempotency store the workers write (``PLATFORM_STATE_URL``), and as
@@ -26,6 +29,7 @@ The modules, one job each:
 - :mod:`.samples`: the sample work, as data (:class:`~.samples.Sample`);
 - :mod:`.follow`: sending it, publishing the event, polling until it settled;
 - :mod:`.report`: everything the reader sees;
+- :mod:`.saga`: the order saga's part of the tour and its table;
 - :mod:`.__main__`: the command line (exit 0 when all went as expected, else 1).
 """
 

@@ -2,7 +2,8 @@
 
 Exit codes:
 
-- 0: every task settled as its sample expects;
+- 0: every task settled as its sample expects (and, with the seed's
+  subscriptions, every order saga ended as its case expects);
 - 1: anything else: the broker can't be reached or was lost, no worker
   consumes a sample queue (nothing is sent then), the work did not settle
   before the timeout, an outcome was not the expected one, or the reader of
@@ -14,20 +15,25 @@ from __future__ import annotations
 import argparse
 import sys
 import uuid
+from collections.abc import Sequence
 
 from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
 from config import app
 from config.app import platform_config
+from config.subscriptions import Subscription
 from tasks import demo
 from tasks.demo.follow import Follower, idle_queues
 from tasks.demo.report import Out, print_event, print_idle, print_sent, print_summary
+from tasks.demo.saga import run_saga_tour
 from tasks.demo.samples import samples_for
 from workers.broker import declare_topology, kombu_connection, masked_url
 
 #: Seconds to wait for the work to settle, unless ``--timeout`` says otherwise.
 DEFAULT_TIMEOUT = 90.0
+#: The handler that starts the order saga's work: when it is subscribed, the tour shows the saga.
+SAGA_FIRST_HANDLER = "tasks.saga.payments.charge"
 #: Seconds to wait for the broker to answer the first connection.
 CONNECT_TIMEOUT = 5.0
 
@@ -64,7 +70,15 @@ def run(timeout: float, out: Out = print) -> int:
     print_summary(follower, settings, took, timeout, out)
     if took is None:
         return 1
-    return 1 if follower.surprises() else 0
+    sagas_ok = True
+    if saga_subscribed(config.subscriptions):
+        sagas_ok = run_saga_tour(uuid.uuid4().hex[:4], timeout, out)
+    return 1 if follower.surprises() or not sagas_ok else 0
+
+
+def saga_subscribed(subscriptions: Sequence[Subscription]) -> bool:
+    """Whether the order saga's payment service is subscribed (the seed's file does it)."""
+    return any(s.handler_for("order.created") == SAGA_FIRST_HANDLER for s in subscriptions)
 
 
 def main(argv: list[str] | None = None) -> int:

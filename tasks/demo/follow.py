@@ -119,6 +119,11 @@ def idle_queues(connection: Any, queues: Iterable[str]) -> list[str]:
     return idle
 
 
+def event_subscribers(subscriptions: Sequence[Subscription]) -> list[Subscription]:
+    """The services subscribed to the demo's event (``order.created``)."""
+    return [subscription for subscription in subscriptions if subscription.handler_for(DEMO_EVENT)]
+
+
 class Follower:
     """Sends the sample work and the event, and follows them until they settle."""
 
@@ -139,16 +144,18 @@ class Follower:
             self.sent[result.id] = sample
 
     def publish_event(self, run: str, subscriptions: Sequence[Subscription]) -> str | None:
+        # Only the services subscribed to order.created get a copy (others handle other facts).
         """Publish one ``order.created`` event; each subscribing service handles its own copy.
 
         Returns:
             The event id, or None when no service subscribes (no subscriptions file).
         """
-        if not subscriptions:
+        subscribers = event_subscribers(subscriptions)
+        if not subscribers:
             return None
         order = {"order_id": f"order-{run}-3", "amount": 42.0, "customer_email": "lin@example.com"}
         event_id = publish_event(DEMO_EVENT, order, app=app)
-        for subscription in subscriptions:
+        for subscription in subscribers:
             self.sent[handler_task_id(subscription.service, event_id)] = Sample(
                 subscription.queue,
                 subscription.handler_for(DEMO_EVENT) or "?",

@@ -45,7 +45,9 @@ def print_event(
     event_id: str, subscriptions: Sequence[Subscription], exchange: str, out: Out = print
 ) -> None:
     """The published event and the subscriber queues it fans out to."""
-    subscribers = [subscription.queue for subscription in subscriptions]
+    subscribers = [
+        subscription.queue for subscription in subscriptions if subscription.handler_for("order.created")
+    ]
     out(f"\nPublished 1 event: order.created {event_id} to {exchange}")
     out(f"  delivered to {len(subscribers)} subscriber queues: {', '.join(subscribers)}")
     out("  (the publisher knows only the exchange; each service handles its own copy)")

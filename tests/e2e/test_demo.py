@@ -68,18 +68,24 @@ def test_the_demo_without_workers_sends_nothing_and_says_to_run_make_up(vhost, t
 
 def test_make_demo_from_the_readme_starts_the_platform_runs_the_tour_and_make_down_stops_it(make_cluster):
     """`make demo` (the README's quick start) brings up workers and Flower, runs the
-    tour with its summary, and `make down` stops everything again."""
+    tour with its summary and the order saga's table, and `make down` stops everything again."""
     env = make_cluster
     demo = run_make("demo", env=env, timeout=240)
     print(demo.stdout)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert "The platform is up: 9 workers" in demo.stdout  # 5 services, default, 3 subscribers
-    # The seed's subscriptions are on: one order.created reaches three services.
+    assert "The platform is up: 11 workers" in demo.stdout  # 5 services, default, 5 subscribers
+    # The seed's subscriptions are on: one order.created reaches four services (payments ignores it: no saga).
     assert "Published 1 event: order.created" in demo.stdout
     assert "email.events, analytics.events, inventory.events" in demo.stdout
-    for queue in ("email.events", "analytics.events", "inventory.events"):
+    for queue in ("email.events", "analytics.events", "inventory.events", "payments.events"):
         assert re.search(rf"^  {re.escape(queue)} +1 completed$", demo.stdout, re.MULTILINE), demo.stdout
-    assert_summary_reports_every_outcome(demo.stdout, completed="11 of 13")
+    assert_summary_reports_every_outcome(demo.stdout, completed="12 of 14")
+    # The order saga: six orders, each ended as its case says (no "expected" mark).
+    assert "Order saga: 6 orders" in demo.stdout
+    summary = "confirmed: 2, cancelled after compensation: 1, cancelled on payment: 1, timed out: 1, dead-lettered: 1"
+    assert summary in demo.stdout
+    assert "NOT AS EXPECTED" not in demo.stdout
+    assert "/sagas" in demo.stdout
     down = run_make("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert "stopped 10 processes" in down.stdout
+    assert "stopped 12 processes" in down.stdout

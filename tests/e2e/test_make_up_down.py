@@ -12,7 +12,7 @@ from tests.support.wait import wait_for
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
 #: The subscriber queues of config/subscriptions.toml, which the Makefile uses by default.
-EVENT_QUEUES = ("email.events", "analytics.events", "inventory.events")
+EVENT_QUEUES = ("email.events", "analytics.events", "inventory.events", "payments.events", "orders.events")
 
 
 def read_pids(run_dir: Path) -> dict[str, int]:

@@ -18,7 +18,15 @@ from celery.utils.imports import symbol_by_name
 from celery.worker.consumer.consumer import Consumer
 from celery.worker.request import Request
 
-from config.app import AMQP_CLASS, CLI_ERRORS, CONSUMER_CLASS, DOTTED_NAMES, EVENTS_STEP, TASK_CLASS
+from config.app import (
+    AMQP_CLASS,
+    CLI_ERRORS,
+    CONSUMER_CLASS,
+    DOTTED_NAMES,
+    EVENTS_STEP,
+    SAGA_RELAY_STEP,
+    TASK_CLASS,
+)
 from workers.delivery import consumer as consumer_module
 from workers.delivery.task import PlatformTask
 
@@ -39,6 +47,7 @@ NAMES = [
     pytest.param(consumer_module.TOPOLOGY_STEP, is_subclass(bootsteps.StartStopStep),
                  id="TOPOLOGY_STEP is a start/stop bootstep"),
     pytest.param(CLI_ERRORS, callable, id="CLI_ERRORS is a callable"),
+    pytest.param(SAGA_RELAY_STEP, is_subclass(bootsteps.StartStopStep), id="SAGA_RELAY_STEP is a start/stop bootstep"),
 ]  # fmt: skip
 
 

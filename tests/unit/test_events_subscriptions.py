@@ -24,12 +24,14 @@ from workers.events.receive import EventDelivery, handler_task_id, translate_eve
 SEED = Path(__file__).resolve().parents[2] / "config" / "subscriptions.toml"
 
 
-def test_the_seed_file_subscribes_email_analytics_and_inventory_to_order_created() -> None:
+def test_the_seed_file_subscribes_email_analytics_and_inventory_to_order_created_and_the_order_saga() -> None:
     subscriptions = load_subscriptions(str(SEED))
     assert [(s.service, s.queue, s.patterns) for s in subscriptions] == [
         ("email", "email.events", ("order.created",)),
         ("analytics", "analytics.events", ("order.created",)),
-        ("inventory", "inventory.events", ("order.created",)),
+        ("inventory", "inventory.events", ("order.created", "payment.succeeded", "order.expired")),
+        ("payments", "payments.events", ("order.created", "inventory.failed", "order.expired")),
+        ("orders", "orders.events", ("inventory.reserved", "payment.failed", "payment.refunded")),
     ]
     assert subscriptions[0].modules == ("tasks.events.email",)
 
@@ -92,14 +94,23 @@ def test_without_a_subscriptions_file_the_topology_has_no_event_queues() -> None
 def test_each_subscriber_gets_a_quorum_queue_with_a_ladder_a_dlq_and_its_bindings() -> None:
     topology = build_topology(load_settings({"PLATFORM_SUBSCRIPTIONS_FILE": str(SEED)}))
     names = {q.name for q in topology.all_queues()}
-    for service in ("email", "analytics", "inventory"):
+    patterns = {
+        "email": {"order.created"},
+        "analytics": {"order.created"},
+        "inventory": {"order.created", "payment.succeeded", "order.expired"},
+        "payments": {"order.created", "inventory.failed", "order.expired"},
+        "orders": {"inventory.reserved", "payment.failed", "payment.refunded"},
+    }
+    for service, keys in patterns.items():
         queue = f"{service}.events"
         assert {queue, f"{queue}.retry.1", f"{queue}.retry.5", f"{queue}.dlq"} <= names
         (consumer,) = [q for q in topology.consumer_queues() if q.name == queue]
         assert consumer.queue_arguments["x-queue-type"] == "quorum"
         assert (consumer.exchange.name, consumer.routing_key) == (TASKS_EXCHANGE, queue)
         bindings = {(exchange, key) for name, exchange, key in topology.queue_bindings() if name == queue}
-        assert bindings == {(EVENTS_EXCHANGE, "order.created"), (DELAYED_EXCHANGE, delay_binding_key(queue))}
+        assert bindings == {(EVENTS_EXCHANGE, key) for key in keys} | {
+            (DELAYED_EXCHANGE, delay_binding_key(queue))
+        }
     (log,) = [q for q in topology.all_queues() if q.name == "platform.events.log"]
     assert log.queue_arguments == {"x-queue-type": "stream", "x-max-age": "604800s"}
     assert [e.name for e in topology.exchanges()][-1] == EVENTS_EXCHANGE

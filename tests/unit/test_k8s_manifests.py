@@ -311,7 +311,7 @@ def test_writing_to_a_folder_removes_the_files_of_queues_that_are_gone(tmp_path:
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "worker-gone.yaml").exists()
     assert (tmp_path / "kustomization.yaml").read_text() == "mine"
-    assert "wrote 11 files" in result.output
+    assert "wrote 13 files" in result.output
 
 
 def test_an_unwritable_output_folder_is_one_line_and_exit_5(tmp_path: Path) -> None:

@@ -195,19 +195,22 @@ def test_the_metrics_export_the_engines_live_decision_and_its_pool_from_the_stat
     assert stale == {}
 
 
-def test_flowers_navbar_gains_a_scaling_item_right_after_events() -> None:
-    """The installed Flower's navbar, as loaded, links to /scale once, after Events; without Events it is left as it is."""
+def test_flowers_navbar_gains_a_scaling_item_right_after_sagas() -> None:
+    """The installed Flower's navbar links to /scale once, after Events and Sagas; without Sagas it is left as it is."""
     from workers.ops.flower.loader import (
         FLOWER_TEMPLATES,
         navbar_with_dlq_link,
         navbar_with_events_link,
+        navbar_with_sagas_link,
         navbar_with_scale_link,
     )
 
     source = (FLOWER_TEMPLATES / "navbar.html").read_text()
-    navbar = navbar_with_scale_link(navbar_with_events_link(navbar_with_dlq_link(source)))
+    navbar = navbar_with_scale_link(
+        navbar_with_sagas_link(navbar_with_events_link(navbar_with_dlq_link(source)))
+    )
     assert navbar.count("reverse_url('scale')") == 1
-    assert navbar.index(">Events</a>") < navbar.index(">Scaling</a>")
+    assert navbar.index(">Events</a>") < navbar.index(">Sagas</a>") < navbar.index(">Scaling</a>")
     assert navbar_with_scale_link("<nav></nav>") == "<nav></nav>"
 
 

@@ -114,6 +114,11 @@ PARSED = [
     ("scale_target_latency", "2.5", 2.5),
     ("scale_queues", "orders:max=20", (("orders", (("scale_max", 20.0),)),)),
     ("scale_interval", "0.5", 0.5),
+    ("saga_relay_interval", "0.5", 0.5),
+    ("saga_relay_interval", "0", 0.0),
+    ("saga_relay_after_commit", "false", False),
+    ("saga_step_deadline", "4", 4.0),
+    ("saga_stuck_after", "60", 60.0),
 ]
 
 

@@ -35,6 +35,11 @@ Serves the text exposition format at ``/metrics`` on ``PLATFORM_METRICS_PORT``:
   ``direction``: up, down) and ``platform_scale_worker_restarts_total`` per
   queue an engine scales: its pool's size, the engine's actions since it
   started, and workers that died and were started again;
+- ``platform_sagas`` per saga state (label ``state``),
+  ``platform_saga_oldest_running_age_seconds`` (0 when none runs),
+  ``platform_sagas_stuck`` (running longer than ``PLATFORM_SAGA_STUCK_AFTER``)
+  and ``platform_sagas_compensation_failed``, from the state store
+  (:func:`workers.ops.sagas.summarize_sagas`); absent while no saga ever ran;
 - ``platform_metrics_up``: 1 when the broker and its management API answered.
 
 Inflow is counted from ``x-last-failed-at``: dead letters that entered the DLQ
@@ -60,8 +65,9 @@ from kombu.exceptions import OperationalError
 
 from config.app import platform_config
 from workers.broker import QueueDepth, kombu_connection, masked_text, queue_depth
+from workers.delivery.idempotency import open_store
 from workers.delivery.lateness import BUCKETS, LatenessHistogram, read_lateness
-from workers.ops import delays, dlq
+from workers.ops import delays, dlq, sagas
 from workers.ops.queue_stats import (
     DEAD_LETTER,
     INTERNAL,
@@ -74,6 +80,7 @@ from workers.ops.queue_stats import (
     vhost_of,
 )
 from workers.ops.scale_state import ScaleRecord, live_decisions
+from workers.sagas.definition import COMPENSATION_FAILED
 from workers.scaling.limits import limits_for
 from workers.scaling.policy import History, decide
 from workers.scaling.signal import CountsSource, QueueSignal, SignalUnavailable, queue_signals
@@ -144,6 +151,13 @@ METRICS: Mapping[str, tuple[str, str]] = {
         "counter",
         "Workers of the queue's pool that exited on their own and were started again.",
     ),
+    "platform_sagas": ("gauge", "Sagas in each state (from the state store)."),
+    "platform_saga_oldest_running_age_seconds": (
+        "gauge",
+        "Age of the oldest saga that has not ended (0: none).",
+    ),
+    "platform_sagas_stuck": ("gauge", "Running sagas older than PLATFORM_SAGA_STUCK_AFTER."),
+    "platform_sagas_compensation_failed": ("gauge", "Sagas whose compensation was dead-lettered."),
     "platform_metrics_up": ("gauge", "1 when the broker and its management API answered this scrape."),
 }
 
@@ -381,12 +395,38 @@ def collect(
     except (ManagementError, OperationalError, OSError, AMQPError, dlq.UnknownQueue) as exc:
         logger.warning("metrics: %s", exc)
         samples.append(Sample("platform_metrics_up", 0))
-        return samples
+        return samples + saga_store_samples(settings, now)  # the state store answers without the broker
     samples.append(Sample("platform_metrics_up", 1))
     try:
         samples += lateness_samples(read_lateness(settings.state_url))
     except Exception as exc:  # noqa: BLE001 - the state store is optional for metrics
         logger.warning("metrics: delay lateness not read from the state store: %s", exc)
+    return samples + saga_store_samples(settings, now)
+
+
+def saga_store_samples(settings: Settings, now: datetime) -> list[Sample]:
+    """The saga series from the state store (none when it can't be read or no saga ever ran)."""
+    try:
+        summary = sagas.summarize_sagas(
+            open_store(settings.state_url), now.timestamp(), settings.saga_stuck_after
+        )
+    except Exception as exc:  # noqa: BLE001 - the state store is optional for metrics
+        logger.warning("metrics: sagas not read from the state store: %s", exc)
+        return []
+    return [] if summary is None else saga_samples(summary, now.timestamp())
+
+
+def saga_samples(summary: sagas.SagaSummary, now: float) -> list[Sample]:
+    """The saga series of one summary."""
+    samples = [
+        Sample("platform_sagas", count, {"state": state}) for state, count in sorted(summary.by_state.items())
+    ]
+    oldest = summary.oldest_running_started
+    samples.append(
+        Sample("platform_saga_oldest_running_age_seconds", 0.0 if oldest is None else max(now - oldest, 0.0))
+    )
+    samples.append(Sample("platform_sagas_stuck", summary.stuck))
+    samples.append(Sample("platform_sagas_compensation_failed", summary.by_state.get(COMPENSATION_FAILED, 0)))
     return samples
 
 

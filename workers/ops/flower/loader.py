@@ -33,7 +33,7 @@ EVENTS_NAV_ITEM = """
             {% if active_tab == 'events' %}aria-current="page"{% end %}>Events</a>
         </li>"""
 
-#: The navigation item added after "Events".
+#: The navigation item added after "Sagas".
 SCALE_NAV_ITEM = """
         <li class="nav-item">
           <a class="nav-link{% if active_tab == 'scale' %} active{% end %}"
@@ -41,44 +41,51 @@ SCALE_NAV_ITEM = """
             {% if active_tab == 'scale' %}aria-current="page"{% end %}>Scaling</a>
         </li>"""
 
-_AFTER_EVENTS_ITEM = re.compile(r">Events</a>\s*</li>")
+#: The navigation item added after "Events".
+SAGAS_NAV_ITEM = """
+        <li class="nav-item">
+          <a class="nav-link{% if active_tab == 'sagas' %} active{% end %}"
+            href="{{ reverse_url('sagas') }}" id="nav-sagas"
+            {% if active_tab == 'sagas' %}aria-current="page"{% end %}>Sagas</a>
+        </li>"""
+
 _AFTER_BROKER_ITEM = re.compile(r">Broker</a>\s*</li>")
 _AFTER_DLQ_ITEM = re.compile(r">Dead letters</a>\s*</li>")
+_AFTER_EVENTS_ITEM = re.compile(r">Events</a>\s*</li>")
+_AFTER_SAGAS_ITEM = re.compile(r">Sagas</a>\s*</li>")
+
+
+def insert_nav_item(source: str, after: re.Pattern[str], item: str, what: str) -> str:
+    """``source`` with ``item`` inserted after the first match of ``after``.
+
+    If the markup changed so that the anchor is gone, the navbar is left as it
+    is (the page still answers at its URL) and a warning names ``what``.
+    """
+    match = after.search(source)
+    if match is None:
+        logger.warning("the navbar has no anchor for the %s link; it is not added", what)
+        return source
+    return source[: match.end()] + item + source[match.end() :]
 
 
 def navbar_with_dlq_link(source: str) -> str:
-    """Flower's navbar template with the "Dead letters" item after "Broker".
-
-    If Flower's markup changes so that the anchor is gone, the navbar is left
-    as it is (the page still answers at /dlq) and a warning is logged.
-    """
-    match = _AFTER_BROKER_ITEM.search(source)
-    if match is None:
-        logger.warning("Flower's navbar has no Broker item; the Dead letters link is not added")
-        return source
-    return source[: match.end()] + DLQ_NAV_ITEM + source[match.end() :]
+    """Flower's navbar template with the "Dead letters" item after "Broker"."""
+    return insert_nav_item(source, _AFTER_BROKER_ITEM, DLQ_NAV_ITEM, "Dead letters")
 
 
 def navbar_with_events_link(source: str) -> str:
     """The navbar with the "Events" item after "Dead letters" (left as it is without one)."""
-    match = _AFTER_DLQ_ITEM.search(source)
-    if match is None:
-        logger.warning("the navbar has no Dead letters item; the Events link is not added")
-        return source
-    return source[: match.end()] + EVENTS_NAV_ITEM + source[match.end() :]
+    return insert_nav_item(source, _AFTER_DLQ_ITEM, EVENTS_NAV_ITEM, "Events")
+
+
+def navbar_with_sagas_link(source: str) -> str:
+    """The navbar with the "Sagas" item after "Events" (left as it is without one)."""
+    return insert_nav_item(source, _AFTER_EVENTS_ITEM, SAGAS_NAV_ITEM, "Sagas")
 
 
 def navbar_with_scale_link(source: str) -> str:
-    """The navbar with the "Scaling" item after "Events" (left as it is without one)."""
-    return _insert_after(source, _AFTER_EVENTS_ITEM, SCALE_NAV_ITEM, "Events", "Scaling")
-
-
-def _insert_after(source: str, anchor: re.Pattern[str], item: str, anchor_name: str, item_name: str) -> str:
-    match = anchor.search(source)
-    if match is None:
-        logger.warning("the navbar has no %s item; the %s link is not added", anchor_name, item_name)
-        return source
-    return source[: match.end()] + item + source[match.end() :]
+    """The navbar with the "Scaling" item after "Sagas" (left as it is without one)."""
+    return insert_nav_item(source, _AFTER_SAGAS_ITEM, SCALE_NAV_ITEM, "Scaling")
 
 
 class PlatformLoader(Loader):
@@ -99,5 +106,7 @@ class PlatformLoader(Loader):
         else:
             source = Path(os.path.join(self.root, name)).read_text(encoding="utf-8")
             if name == "navbar.html":
-                source = navbar_with_scale_link(navbar_with_events_link(navbar_with_dlq_link(source)))
+                source = navbar_with_scale_link(
+                    navbar_with_sagas_link(navbar_with_events_link(navbar_with_dlq_link(source)))
+                )
         return Template(source, name=name, loader=self)

@@ -6,7 +6,8 @@ logging and banner), with two additions made through supported seams:
 
 - :class:`PlatformFlower` is Flower's Tornado application with the handlers of
   :mod:`workers.ops.flower.dlq_pages`, :mod:`workers.ops.flower.event_pages` and
-  :mod:`workers.ops.flower.scale_pages` added by ``add_handlers`` (Tornado matches them before Flower's own, so
+  :mod:`workers.ops.flower.scale_pages` and :mod:`workers.ops.flower.saga_pages`
+  added by ``add_handlers`` (Tornado matches them before Flower's own, so
   ``/broker`` shows every queue);
 - the settings' ``template_loader`` is :class:`~workers.ops.flower.loader.PlatformLoader`.
 
@@ -31,6 +32,7 @@ from tornado.options import options
 from workers.ops.flower.dlq_pages import platform_handlers
 from workers.ops.flower.event_pages import event_page_handlers
 from workers.ops.flower.loader import PlatformLoader
+from workers.ops.flower.saga_pages import saga_page_handlers
 from workers.ops.flower.scale_pages import scale_page_handlers
 
 logger = logging.getLogger(__name__)
@@ -42,7 +44,12 @@ class PlatformFlower(Flower):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("template_loader", PlatformLoader())
         super().__init__(*args, **kwargs)
-        handlers = [*platform_handlers(), *event_page_handlers(), *scale_page_handlers()]
+        handlers = [
+            *platform_handlers(),
+            *event_page_handlers(),
+            *scale_page_handlers(),
+            *saga_page_handlers(),
+        ]
         if self.options.url_prefix:
             handlers = [rewrite_handler(handler, self.options.url_prefix) for handler in handlers]
         # Tornado puts handlers added later before the application's own rules.
