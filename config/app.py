@@ -104,6 +104,9 @@ def celery_config(settings: Settings, topology: Topology) -> dict[str, Any]:
             "confirm_timeout": settings.publish_timeout,
         },
         "broker_connection_timeout": settings.publish_timeout,
+        # A worker gives up a frozen or cut-off node after two missed heartbeats and
+        # moves on to the next URL of a failover list (``amqp://a;amqp://b``, round robin).
+        "broker_heartbeat": settings.broker_heartbeat,
         "broker_connection_retry_on_startup": True,
         # A publish that can't reach the broker gives up within a bounded time.
         "task_publish_retry_policy": {

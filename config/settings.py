@@ -33,7 +33,7 @@ class SettingsError(ValueError):
 class Settings:
     """The whole configuration of one platform process."""
 
-    #: AMQP URL of the broker (Celery's usual variable name).
+    #: AMQP URL of the broker (Celery's usual variable name); several joined by ``;`` fail over in turn.
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     #: Work queues, one per service; tasks in ``tasks/<queue>.py`` go to ``<queue>``.
     queues: tuple[str, ...] = DEFAULT_QUEUES
@@ -79,7 +79,7 @@ class Settings:
     concurrency: int = 2
     #: Folder for pid files, logs and the state database of ``make up``.
     run_dir: str = ".run"
-    #: RabbitMQ management API, used by Flower's broker page and the tools.
+    #: RabbitMQ management API, used by Flower's broker page and the tools (several: ``;``, tried in turn).
     management_url: str = "http://guest:guest@127.0.0.1:15672/api/"
     #: Address Flower listens on.
     flower_address: str = "127.0.0.1"
@@ -146,6 +146,14 @@ class Settings:
     scale_target_latency: float = 0.0
     #: Per-queue overrides of the scale settings: ``orders:min=1,max=20;email:max=4``.
     scale_queues: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+    #: Seconds between AMQP heartbeats of a worker's connection; a frozen node is given up after two missed.
+    broker_heartbeat: float = 5.0
+    #: Run on the local cluster of ``make cluster-up``: broker and management URLs become its node lists.
+    cluster: bool = False
+    #: Folder of the local cluster's nodes (default: ``cluster`` in ``run_dir``).
+    cluster_dir: str = ".run/cluster"
+    #: First AMQP port of the local cluster (nodes on it and the next two; see README "Local cluster").
+    cluster_port: int = 5681
 
 
 #: Environment variable for each setting.
@@ -203,7 +211,14 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "scale_window": "PLATFORM_SCALE_WINDOW",
     "scale_target_latency": "PLATFORM_SCALE_TARGET_LATENCY",
     "scale_queues": "PLATFORM_SCALE_QUEUES",
+    "broker_heartbeat": "PLATFORM_BROKER_HEARTBEAT",
+    "cluster": "PLATFORM_CLUSTER",
+    "cluster_dir": "PLATFORM_CLUSTER_DIR",
+    "cluster_port": "PLATFORM_CLUSTER_PORT",
 }
+
+#: The file in ``cluster_dir`` where ``make cluster-up`` writes the cluster's URLs (KEY=value lines).
+CLUSTER_ENV_FILE = "platform.env"
 
 #: Keys of one queue's entry in ``PLATFORM_SCALE_QUEUES`` and the setting each overrides.
 SCALE_KEYS: Mapping[str, str] = {
@@ -367,6 +382,25 @@ def _url(*schemes: str) -> Callable[[str, str], str]:
     return convert
 
 
+def _url_list(*schemes: str) -> Callable[[str, str], str]:
+    """One URL, or several joined by ``;`` (failover: every node of a cluster), each with a known scheme."""
+    single = _url(*schemes)
+
+    def convert(name: str, raw: str) -> str:
+        parts = raw.split(";")
+        if len(parts) == 1:
+            return single(name, raw)
+        for number, part in enumerate(parts, 1):
+            if not part.strip().startswith(tuple(f"{scheme}://" for scheme in schemes)):
+                wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+                raise SettingsError(
+                    f"{name}: URL {number} of {len(parts)} (split at ';') must start with {wanted}"
+                )
+        return ";".join(part.strip() for part in parts)
+
+    return convert
+
+
 def _optional_url(*schemes: str) -> Callable[[str, str], str]:
     required = _url(*schemes)
 
@@ -485,7 +519,7 @@ def _check_scale_bounds(values: Mapping[str, float], labels: Mapping[str, str]) 
 
 
 _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
-    "broker_url": _url("amqp", "amqps", "pyamqp"),
+    "broker_url": _url_list("amqp", "amqps", "pyamqp"),
     "queues": _queue_names,
     "default_queue": _check_queue,
     "task_modules": _module_names,
@@ -505,7 +539,7 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "result_backend": _result_backend,
     "concurrency": _number(int, 1),
     "run_dir": _text,
-    "management_url": _url("http", "https"),
+    "management_url": _url_list("http", "https"),
     "flower_address": _text,
     "flower_port": _number(int, 1, 65535),
     "flower_basic_auth": _basic_auth,
@@ -538,7 +572,29 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "scale_window": _number(float, 0.0),
     "scale_target_latency": _number(float, 0.0),
     "scale_queues": _scale_queues,
+    "broker_heartbeat": _number(float, 0.0),
+    "cluster": _flag,
+    "cluster_dir": _text,
+    "cluster_port": _number(int, 1024, 35535),
 }
+
+
+def _cluster_urls(folder: str) -> dict[str, str]:
+    """The broker and management URL lists that ``make cluster-up`` wrote for the platform.
+
+    Raises:
+        SettingsError: no cluster was set up in ``folder``.
+    """
+    path = os.path.join(folder, CLUSTER_ENV_FILE)
+    try:
+        with open(path, encoding="utf-8") as lines:
+            written = dict(line.strip().partition("=")[::2] for line in lines if "=" in line)
+    except OSError:
+        raise SettingsError(
+            f"PLATFORM_CLUSTER is on but no cluster was set up in {folder!r} (run: make cluster-up)"
+        ) from None
+    names = {"CELERY_BROKER_URL": "broker_url", "PLATFORM_MANAGEMENT_URL": "management_url"}
+    return {field: written[variable] for variable, field in names.items() if written.get(variable)}
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -561,6 +617,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         run_dir = str(values["run_dir"]).rstrip("/") or "/"
         values.setdefault("state_url", f"sqlite:///{os.path.join(run_dir, 'state.sqlite3')}")
         values.setdefault("blob_dir", os.path.join(run_dir, "blobs"))
+        values.setdefault("cluster_dir", os.path.join(run_dir, "cluster"))
+    if values.get("cluster"):
+        values.update(_cluster_urls(str(values.get("cluster_dir") or Settings.cluster_dir)))
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.default_queue in settings.queues:
         raise SettingsError("PLATFORM_DEFAULT_QUEUE must differ from the queues in PLATFORM_QUEUES")
