@@ -75,19 +75,28 @@ def whole_cluster(cluster: Layout) -> Iterator[Layout]:
 
 
 def restore(layout: Layout) -> None:
-    """Thaw and start whatever node a scenario left frozen or down, and wait for the cluster."""
-    from workers.ops.cluster.nodes import server_pid
+    """Thaw and start whatever node a scenario left frozen or down, and wait for one cluster.
+
+    A node frozen longer than the net tick time comes back partitioned (it
+    never saw its peers go, they saw it go): it is restarted to rejoin.
+    """
+    from workers.ops.cluster.nodes import running_nodes, server_pid
 
     for node in layout.nodes:
         if server_pid(layout, node) is not None:
-            try:
-                control.thaw(layout, node)
-            except ClusterError:
-                pass
+            control.thaw(layout, node)
     for node in layout.nodes:
         if server_pid(layout, node) is None:
             control.start(layout, node)
-    control.await_formation(layout)
+    try:
+        control.await_formation(layout, timeout=20)
+    except ClusterError:
+        wanted = {node.name for node in layout.nodes}
+        for node in layout.nodes:
+            if len(running_nodes(layout, node)) < len(wanted):
+                control.kill(layout, node)
+                control.start(layout, node)
+        control.await_formation(layout)
 
 
 @pytest.fixture
@@ -95,3 +104,42 @@ def cluster_vhost(whole_cluster: Layout) -> Iterator[ClusterVhost]:
     host = ClusterVhost.create(whole_cluster)
     yield host
     host.delete()
+
+
+@pytest.fixture
+def cluster_platform(cluster_vhost: ClusterVhost, tmp_path: Path) -> Iterator:
+    """Start workers and a publishing app on this test's cluster vhost; all stopped after.
+
+    ``start(first=node)`` starts a worker whose failover list begins at ``node``;
+    ``client`` is a Celery app publishing through the whole list.
+    """
+    from config.app import create_app
+    from config.settings import load_settings
+    from tests.support.chaos_run import CHAOS_TASKS
+    from tests.support.worker import WorkerProcess, platform_environment
+
+    env = platform_environment(cluster_vhost.url(), tmp_path, PLATFORM_TASK_MODULES=CHAOS_TASKS)
+    started: list[WorkerProcess] = []
+    apps = []
+
+    class Platform:
+        vhost = cluster_vhost
+        ledger = tmp_path / "ledger.txt"
+        state_db = tmp_path / "state.sqlite3"
+
+        def start(self, first: object = None, concurrency: int = 2) -> WorkerProcess:
+            worker_env = {**env, "CELERY_BROKER_URL": cluster_vhost.url(first)}  # type: ignore[arg-type]
+            worker = WorkerProcess(worker_env, tmp_path, "orders", concurrency)
+            started.append(worker)
+            return worker.start()
+
+        def client(self, **overrides: str):
+            app = create_app(load_settings({**env, **overrides}), main="chaos-client")
+            apps.append(app)
+            return app
+
+    yield Platform()
+    for worker in started:
+        worker.stop(timeout=15)
+    for app in apps:
+        app.close()

@@ -25,7 +25,7 @@ from typing import Any
 
 from config.settings import CLUSTER_ENV_FILE, Settings, load_settings
 from workers.broker import declare_topology, kombu_connection
-from workers.ops.cluster.layout import SIZE, VHOST, Layout, Node, node_config
+from workers.ops.cluster.layout import SIZE, VHOST, Layout, Node, advanced_config, node_config
 from workers.ops.cluster.nodes import (
     ClusterError,
     await_node,
@@ -91,6 +91,7 @@ def prepare(layout: Layout) -> str:
     for node in layout.nodes:
         node.folder.mkdir(exist_ok=True)
         _write_private(node.config_file, node_config(layout, node, password))
+        (node.folder / "advanced.config").write_text(advanced_config())
     _write_private(
         layout.folder / CLUSTER_ENV_FILE,
         f"CELERY_BROKER_URL={layout.broker_url(password)}\nPLATFORM_MANAGEMENT_URL={layout.management_url(password)}\n",

@@ -30,6 +30,13 @@ USER = "platform"
 VHOST = "platform"
 #: Offsets of the management, distribution and epmd ports from the base port.
 MANAGEMENT_OFFSET, DISTRIBUTION_OFFSET, EPMD_OFFSET = 10_000, 20_000, 30_000
+#: Seconds after which a silent peer (frozen, cut off) is declared down (Erlang's default is 60).
+#: Until then an operation on a classic queue homed there hangs for RabbitMQ's 15 s channel
+#: operation timeout and closes the client's connection: a worker could not fail over.
+NET_TICKTIME = 10
+#: Milliseconds a channel operation waits on another node before the connection is closed
+#: (RabbitMQ's default is 15,000: a declare touching a frozen node stalled a failover that long).
+CHANNEL_OPERATION_TIMEOUT_MS = 5000
 #: Host every listener binds to.
 HOST = "127.0.0.1"
 
@@ -158,9 +165,15 @@ default_permissions.write = .*
 cluster_formation.peer_discovery_backend = classic_config
 {peers}
 cluster_partition_handling = pause_minority
+net_ticktime = {NET_TICKTIME}
 log.console = false
 log.file.level = info
 """
+
+
+def advanced_config() -> str:
+    """The nodes' ``advanced.config``: what rabbitmq.conf has no key for."""
+    return f"[{{rabbit, [{{channel_operation_timeout, {CHANNEL_OPERATION_TIMEOUT_MS}}}]}}].\n"
 
 
 def node_environment(layout: Layout, node: Node, base: dict[str, str] | None = None) -> dict[str, str]:
@@ -189,6 +202,7 @@ def node_environment(layout: Layout, node: Node, base: dict[str, str] | None = N
             "RABBITMQ_MNESIA_BASE": str(node.folder / "mnesia"),
             "RABBITMQ_LOG_BASE": str(node.folder / "log"),
             "RABBITMQ_PID_FILE": str(node.pid_file),
+            "ERL_CRASH_DUMP": str(node.folder / "erl_crash.dump"),
         }
     )
     return env

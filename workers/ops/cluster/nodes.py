@@ -93,6 +93,7 @@ def _command_name(pid: int) -> str:
 
 def processes(layout: Layout, node: Node | None = None) -> list[int]:
     """Pids of the live processes of this cluster (of ``node`` only, if given)."""
+    _reap()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -125,6 +126,10 @@ def server_pid(layout: Layout, node: Node) -> int | None:
     return None
 
 
+#: Servers and epmd started by this process: kept so they are reaped (no zombies) once they exit.
+_children: list[subprocess.Popen[bytes]] = []
+
+
 def _spawn(command: list[str], env: dict[str, str], log: Path) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
@@ -136,7 +141,15 @@ def _spawn(command: list[str], env: dict[str, str], log: Path) -> int:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    _children.append(process)
     return process.pid
+
+
+def _reap() -> None:
+    """Collect the exit status of started processes that have exited."""
+    for child in list(_children):
+        if child.poll() is not None:
+            _children.remove(child)
 
 
 def start_epmd(layout: Layout) -> None:
@@ -183,6 +196,15 @@ def await_node(layout: Layout, node: Node, timeout: float = 120.0) -> None:
     raise ClusterError(
         f"node {node.number} ({node.name}) did not start within {timeout:g}s; see {node.folder}/log"
     )
+
+
+def _last_line(node: Node) -> str:
+    """The last line of what ``node``'s server printed (why it stopped), or where its logs are."""
+    try:
+        lines = [line for line in node.log_file.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        lines = []
+    return lines[-1][:300] if lines else f"see {node.folder}/log"
 
 
 def running_nodes(layout: Layout, node: Node, timeout: float = 10.0) -> set[str]:
