@@ -34,6 +34,7 @@ class FaultyProxy:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._thread = threading.Thread(target=self._loop.run_forever, name="faulty-proxy", daemon=True)
 
     def start(self) -> FaultyProxy:
@@ -46,18 +47,23 @@ class FaultyProxy:
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         self._writers.add(writer)
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
-            writer.close()
+            writer.transport.abort()
+            self._writers.discard(writer)
             return
         self._writers.add(upstream_writer)
         await asyncio.gather(
             self._pump(reader, upstream_writer), self._pump(upstream_reader, writer), return_exceptions=True
         )
         for end in (writer, upstream_writer):
-            end.close()
+            end.transport.abort()
             self._writers.discard(end)
 
     async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -94,10 +100,24 @@ class FaultyProxy:
 
         self._loop.call_soon_threadsafe(cut)
 
-    def stop(self) -> None:
-        self.reset()
+    async def _shutdown(self) -> None:
         if self._server is not None:
-            self._loop.call_soon_threadsafe(self._server.close)
+            self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+        pending = [task for task in self._tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        for _ in range(3):  # let the aborted transports close their sockets
+            await asyncio.sleep(0)
+
+    def stop(self) -> None:
+        """Close every connection and the listener, then the loop and its thread."""
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
