@@ -101,9 +101,9 @@ def restore(layout: Layout) -> None:
 
 @pytest.fixture
 def cluster_vhost(whole_cluster: Layout) -> Iterator[ClusterVhost]:
-    host = ClusterVhost.create(whole_cluster)
-    yield host
-    host.delete()
+    """A fresh vhost on the cluster (left there: the cluster is removed at the end of the session,
+    and deleting a vhost while a scenario keeps a node down would wait on that node)."""
+    yield ClusterVhost.create(whole_cluster)
 
 
 @pytest.fixture
@@ -140,6 +140,6 @@ def cluster_platform(cluster_vhost: ClusterVhost, tmp_path: Path) -> Iterator:
 
     yield Platform()
     for worker in started:
-        worker.stop(timeout=15)
+        worker.stop(timeout=15, wait=False)  # reaped while the next test runs
     for app in apps:
         app.close()

@@ -19,6 +19,9 @@ from tests.support.chaos_run import Published, chaos_task, done_after, done_coun
 from tests.support.wait import wait_for
 from workers.ops.cluster import control
 
+#: Needs RabbitMQ installed (the cluster's nodes), so `-m "not broker"` leaves it out.
+pytestmark = pytest.mark.broker
+
 #: The promise: a worker whose node dies or hangs consumes again from another node within this.
 RESUME_TARGET = 15.0
 #: What the tests allow on a loaded machine (the ledgers record what was measured; see README).
@@ -69,12 +72,8 @@ def test_the_quorum_queue_leader_killed_mid_drain_loses_nothing_and_work_resumes
     control.kill(platform.vhost.layout, leader)
     for _ in range(sized(20, 200)):
         published.one(work)
-    wait_for(
-        lambda: done_after(platform.ledger, killed_at + 0.5), timeout=60, message="a task done after the kill"
-    )
-    restarted = time.monotonic()
-    control.start(platform.vhost.layout, leader)  # its classic DLQ may hold dead letters
-    restart_s = time.monotonic() - restarted
+    # The killed node stays down (the next test's fixture starts it): a dead letter
+    # in a classic DLQ homed there would be unreadable and count as lost, visibly.
     wait_settled(
         published.confirmed, platform.state_db, lambda: dead_letters(platform), timeout=sized(90, 300)
     )
@@ -87,7 +86,6 @@ def test_the_quorum_queue_leader_killed_mid_drain_loses_nothing_and_work_resumes
         started,
         first_done_after_kill_s=(after[0] - killed_at) if after else -1,
         max_publish_s=max(published.durations, default=0),
-        node_restart_s=restart_s,
     )
     ledger.check()
     assert after, "no task completed after the kill"

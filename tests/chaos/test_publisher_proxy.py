@@ -64,7 +64,7 @@ def test_a_publisher_cut_off_by_blackhole_reset_or_delay_never_gets_a_false_conf
                 published.one(work)
             proxy.blackhole()
             before = len(published.refused)
-            for _ in range(sized(2, 5)):
+            for _ in range(sized(1, 5)):
                 published.one(work)
             phases["refused_in_blackhole"] = len(published.refused) - before
             proxy.heal()

@@ -77,12 +77,6 @@ class ClusterVhost:
         password = password_of(self.layout)
         return ";".join(f"amqp://{USER}:{password}@{HOST}:{node.amqp_port}/{quoted}" for node in nodes)
 
-    def delete(self) -> None:
-        try:
-            management(self.layout, "DELETE", f"vhosts/{urllib.parse.quote(self.name, safe='')}")
-        except (urllib.error.HTTPError, OSError):
-            pass
-
     def connect(self) -> amqp.Connection:
         return amqp_connection(self.url(), timeout=5)
 
