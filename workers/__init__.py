@@ -32,6 +32,8 @@
         queue_stats, metrics, alerts   depths from the management API, Prometheus, webhooks
         text          how the tools show ages and header values
         cli/          ``celery -A config topology|dlq|pubsub`` (one module per group)
+        cluster/      a local 3-node RabbitMQ cluster (make cluster-*): layout, processes,
+                      up/down/status and faults (kill, stop/start, freeze/thaw, leader)
         flower/       the Flower launcher and the platform's pages in Flower
 
 Imports point one way: ``ops -> events | scaling -> delivery -> broker, errors -> config``
