@@ -18,6 +18,10 @@ INSTALLED := $(VENV)/.installed
 #: Extra arguments for pytest, e.g. make test PYTEST_ARGS="-k flower -x".
 PYTEST_ARGS ?=
 export PY
+#: make <target> CLUSTER=1 runs the platform on the local cluster of 'make cluster-up'.
+ifneq ($(CLUSTER),)
+export PLATFORM_CLUSTER := 1
+endif
 #: The seed's event subscriptions (email, analytics, inventory on order.created),
 #: for the targets that run the platform; set it empty to run without events.
 PLATFORM_SUBSCRIPTIONS_FILE ?= config/subscriptions.toml
@@ -29,13 +33,15 @@ up worker demo: export PLATFORM_SAGA_STEP_DEADLINE := $(PLATFORM_SAGA_STEP_DEADL
 
 .PHONY: help setup broker topology worker up down flower demo test lint fmt logs dlq-list dlq-replay \
 	delays metrics alerts events-backfill autoscale autoscale-check k8s-manifests saga-chaos \
-	bench bench-quick clean
+	bench bench-quick clean \
+	cluster-up cluster-down cluster-status cluster-kill cluster-stop cluster-start cluster-freeze \
+	cluster-thaw cluster-leader chaos
 
 help: ## List the targets
 	@echo "usage: make <target>    (quick start: make demo, make test)"
 	@echo
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
-		awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+		awk 'BEGIN {FS = ":.*## "}; {printf "  %-15s %s\n", $$1, $$2}'
 
 setup: $(INSTALLED) ## Create .venv and install the project with its dev and benchmark tools
 	@:
@@ -132,6 +138,39 @@ bench: setup ## Run the benchmarks (results/bench-<time>/)
 
 bench-quick: setup ## Run a short benchmark (results/bench-quick/)
 	$(PY) -m tests.bench --quick --out results/bench-quick
+
+# ---- the local 3-node cluster (workers/ops/cluster; README "Local cluster") ----
+CLUSTER_CLI := $(PY) -m workers.ops.cluster
+
+cluster-up: setup ## Start a local 3-node RabbitMQ cluster (AMQP 5681-5683) beside the default broker
+	@$(CLUSTER_CLI) up
+
+cluster-down: setup ## Stop the local cluster: no process, port or folder left (safe to run twice)
+	@$(CLUSTER_CLI) down
+
+cluster-status: setup ## Exit 0 only if all 3 nodes run, are clustered and every quorum queue has 3 members
+	@$(CLUSTER_CLI) status
+
+cluster-kill: setup ## SIGKILL one node of the local cluster: make cluster-kill NODE=2
+	@$(CLUSTER_CLI) kill $(NODE)
+
+cluster-stop: setup ## Stop one node gracefully: make cluster-stop NODE=2
+	@$(CLUSTER_CLI) stop $(NODE)
+
+cluster-start: setup ## Start a stopped or killed node again: make cluster-start NODE=2
+	@$(CLUSTER_CLI) start $(NODE)
+
+cluster-freeze: setup ## SIGSTOP one node (it hangs, its sockets stay open): make cluster-freeze NODE=2
+	@$(CLUSTER_CLI) freeze $(NODE)
+
+cluster-thaw: setup ## SIGCONT a frozen node: make cluster-thaw NODE=2
+	@$(CLUSTER_CLI) thaw $(NODE)
+
+cluster-leader: setup ## Which node leads a quorum queue: make cluster-leader QUEUE=orders
+	@$(CLUSTER_CLI) leader $(QUEUE)
+
+chaos: setup ## The chaos suite, long form (tests/chaos; ledgers in results/chaos/)
+	CHAOS_LONG=1 $(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
 clean: ## Remove caches and build files (keeps .venv, results/ and the run folder)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache build

@@ -36,6 +36,8 @@ SAGA_RELAY_STEP = "workers.sagas.relay_step:OutboxRelay"
 CLI_ERRORS = "workers.ops.cli.uncaught:install"
 #: Every dotted name this package hands to Celery (a test imports each one).
 DOTTED_NAMES = (TASK_CLASS, CONSUMER_CLASS, EVENTS_STEP, AMQP_CLASS, CLI_ERRORS, SAGA_RELAY_STEP)
+#: Longest wait for one node to accept a connection (TCP and AMQP handshake), in seconds.
+CONNECT_TIMEOUT_MAX = 2.0
 #: The one key of ``app.conf`` that holds the platform's own objects.
 PLATFORM_KEY = "platform"
 
@@ -104,8 +106,25 @@ def celery_config(settings: Settings, topology: Topology) -> dict[str, Any]:
         "broker_transport_options": {
             "confirm_publish": True,
             "confirm_timeout": settings.publish_timeout,
+            # A blocking socket read or write gives up after this (SO_RCVTIMEO /
+            # SO_SNDTIMEO). Without it, closing a connection to a frozen node waits
+            # for a Close-Ok that never comes: a reconnecting worker's event
+            # dispatcher hung there until the node thawed.
+            "read_timeout": settings.publish_timeout,
+            "write_timeout": settings.publish_timeout,
         },
-        "broker_connection_timeout": settings.publish_timeout,
+        # A frozen node accepts TCP but never answers the handshake; every reconnect
+        # tries the list's first node again, so a short connect timeout is what
+        # lets a worker reach the next node quickly.
+        "broker_connection_timeout": min(settings.publish_timeout, CONNECT_TIMEOUT_MAX),
+        # A worker gives up a frozen or cut-off node after two missed heartbeats and
+        # moves on to the next URL of a failover list (``amqp://a;amqp://b``, round robin).
+        "broker_heartbeat": settings.broker_heartbeat,
+        # Right after a failover the cluster may still hold the dead connection's
+        # exclusive pidbox queue (RESOURCE_LOCKED) or a classic queue on the dead
+        # node: a channel error at start-up retries the connection instead of
+        # stopping the worker ("Unrecoverable error").
+        "broker_channel_error_retry": True,
         "broker_connection_retry_on_startup": True,
         # A publish that can't reach the broker gives up within a bounded time.
         "task_publish_retry_policy": {

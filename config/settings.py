@@ -33,7 +33,7 @@ class SettingsError(ValueError):
 class Settings:
     """The whole configuration of one platform process."""
 
-    #: AMQP URL of the broker (Celery's usual variable name).
+    #: AMQP URL of the broker (Celery's usual variable name); several joined by ``;`` fail over in turn.
     broker_url: str = "amqp://guest:guest@127.0.0.1:5672//"
     #: Work queues, one per service; tasks in ``tasks/<queue>.py`` go to ``<queue>``.
     queues: tuple[str, ...] = DEFAULT_QUEUES
@@ -79,7 +79,7 @@ class Settings:
     concurrency: int = 2
     #: Folder for pid files, logs and the state database of ``make up``.
     run_dir: str = ".run"
-    #: RabbitMQ management API, used by Flower's broker page and the tools.
+    #: RabbitMQ management API, used by Flower's broker page and the tools (several: ``;``, tried in turn).
     management_url: str = "http://guest:guest@127.0.0.1:15672/api/"
     #: Address Flower listens on.
     flower_address: str = "127.0.0.1"
@@ -161,6 +161,14 @@ class Settings:
     saga_step_deadline: float = 30.0
     #: Seconds a running saga may take before it counts as stuck in the metrics and alerts.
     saga_stuck_after: float = 300.0
+    #: Seconds between AMQP heartbeats of a worker's connection; a frozen node is given up after two missed.
+    broker_heartbeat: float = 5.0
+    #: Run on the local cluster of ``make cluster-up``: broker and management URLs become its node lists.
+    cluster: bool = False
+    #: Folder of the local cluster's nodes (default: ``cluster`` in ``run_dir``).
+    cluster_dir: str = ".run/cluster"
+    #: First AMQP port of the local cluster (nodes on it and the next two; see README "Local cluster").
+    cluster_port: int = 5681
 
 
 #: Environment variable for each setting.
@@ -225,7 +233,14 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "saga_relay_after_commit": "PLATFORM_SAGA_RELAY_AFTER_COMMIT",
     "saga_step_deadline": "PLATFORM_SAGA_STEP_DEADLINE",
     "saga_stuck_after": "PLATFORM_SAGA_STUCK_AFTER",
+    "broker_heartbeat": "PLATFORM_BROKER_HEARTBEAT",
+    "cluster": "PLATFORM_CLUSTER",
+    "cluster_dir": "PLATFORM_CLUSTER_DIR",
+    "cluster_port": "PLATFORM_CLUSTER_PORT",
 }
+
+#: The file in ``cluster_dir`` where ``make cluster-up`` writes the cluster's URLs (KEY=value lines).
+CLUSTER_ENV_FILE = "platform.env"
 
 #: Keys of one queue's entry in ``PLATFORM_SCALE_QUEUES`` and the setting each overrides.
 SCALE_KEYS: Mapping[str, str] = {
@@ -389,6 +404,25 @@ def _url(*schemes: str) -> Callable[[str, str], str]:
     return convert
 
 
+def _url_list(*schemes: str) -> Callable[[str, str], str]:
+    """One URL, or several joined by ``;`` (failover: every node of a cluster), each with a known scheme."""
+    single = _url(*schemes)
+
+    def convert(name: str, raw: str) -> str:
+        parts = raw.split(";")
+        if len(parts) == 1:
+            return single(name, raw)
+        for number, part in enumerate(parts, 1):
+            if not part.strip().startswith(tuple(f"{scheme}://" for scheme in schemes)):
+                wanted = " or ".join(f"{scheme}://" for scheme in schemes)
+                raise SettingsError(
+                    f"{name}: URL {number} of {len(parts)} (split at ';') must start with {wanted}"
+                )
+        return ";".join(part.strip() for part in parts)
+
+    return convert
+
+
 def _optional_url(*schemes: str) -> Callable[[str, str], str]:
     required = _url(*schemes)
 
@@ -507,7 +541,7 @@ def _check_scale_bounds(values: Mapping[str, float], labels: Mapping[str, str]) 
 
 
 _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
-    "broker_url": _url("amqp", "amqps", "pyamqp"),
+    "broker_url": _url_list("amqp", "amqps", "pyamqp"),
     "queues": _queue_names,
     "default_queue": _check_queue,
     "task_modules": _module_names,
@@ -527,7 +561,7 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "result_backend": _result_backend,
     "concurrency": _number(int, 1),
     "run_dir": _text,
-    "management_url": _url("http", "https"),
+    "management_url": _url_list("http", "https"),
     "flower_address": _text,
     "flower_port": _number(int, 1, 65535),
     "flower_basic_auth": _basic_auth,
@@ -567,7 +601,29 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "saga_relay_after_commit": _flag,
     "saga_step_deadline": _number(float, 0.1),
     "saga_stuck_after": _number(float, 1.0),
+    "broker_heartbeat": _number(float, 0.0),
+    "cluster": _flag,
+    "cluster_dir": _text,
+    "cluster_port": _number(int, 1024, 35535),
 }
+
+
+def _cluster_urls(folder: str) -> dict[str, str]:
+    """The broker and management URL lists that ``make cluster-up`` wrote for the platform.
+
+    Raises:
+        SettingsError: no cluster was set up in ``folder``.
+    """
+    path = os.path.join(folder, CLUSTER_ENV_FILE)
+    try:
+        with open(path, encoding="utf-8") as lines:
+            written = dict(line.strip().partition("=")[::2] for line in lines if "=" in line)
+    except OSError:
+        raise SettingsError(
+            f"PLATFORM_CLUSTER is on but no cluster was set up in {folder!r} (run: make cluster-up)"
+        ) from None
+    names = {"CELERY_BROKER_URL": "broker_url", "PLATFORM_MANAGEMENT_URL": "management_url"}
+    return {field: written[variable] for variable, field in names.items() if written.get(variable)}
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -590,6 +646,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         run_dir = str(values["run_dir"]).rstrip("/") or "/"
         values.setdefault("state_url", f"sqlite:///{os.path.join(run_dir, 'state.sqlite3')}")
         values.setdefault("blob_dir", os.path.join(run_dir, "blobs"))
+        values.setdefault("cluster_dir", os.path.join(run_dir, "cluster"))
+    if values.get("cluster"):
+        values.update(_cluster_urls(str(values.get("cluster_dir") or Settings.cluster_dir)))
     settings = Settings(**values)  # type: ignore[arg-type]
     if settings.default_queue in settings.queues:
         raise SettingsError("PLATFORM_DEFAULT_QUEUE must differ from the queues in PLATFORM_QUEUES")

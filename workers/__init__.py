@@ -37,6 +37,8 @@
         scale_state   the scaling engine's last decisions in the state store
         text          how the tools show ages and header values
         cli/          ``celery -A config topology|dlq|pubsub|delays|scale`` (one module per group)
+        cluster/      a local 3-node RabbitMQ cluster (make cluster-*): layout, processes,
+                      up/down/status and faults (kill, stop/start, freeze/thaw, leader)
         flower/       the Flower launcher and the platform's pages in Flower
 
 Imports point one way: ``ops -> sagas -> events | scaling -> delivery -> broker, errors -> config``

@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 _CREDENTIALS = re.compile(
     r"^(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@]*):(?P<password>.*)@(?P<rest>[^@]*)$", re.I
 )
+#: What RabbitMQ says when a classic queue's node is down (a 404 on declare).
+HOME_NODE_DOWN = "home node"
 #: Most messages any tool reads from one queue (summaries, pages, event lookups).
 SCAN_LIMIT = 10_000
 
@@ -47,9 +49,14 @@ SCAN_LIMIT = 10_000
 
 
 def masked_url(url: str | Any) -> str:
-    """``url`` (text or a kombu connection) with its password replaced by ``**``, for output."""
+    """``url`` (text or a kombu connection) with its password replaced by ``**``, for output.
+
+    A failover list (URLs joined by ``;``) is masked URL by URL.
+    """
     if hasattr(url, "as_uri"):
         return str(url.as_uri())  # kombu masks the password itself
+    if ";" in str(url):
+        return ";".join(masked_url(part) for part in str(url).split(";"))
     # Everything between the user's ':' and the last '@' is the password, even
     # one with a raw '/' or '@' in it that urlsplit would misread.
     match = _CREDENTIALS.match(str(url))
@@ -60,7 +67,10 @@ def masked_url(url: str | Any) -> str:
 
 #: A URL with credentials anywhere in a text: scheme://user:password@host...
 #: The password runs to the last '@' of the URL (a raw '@' in a password is common).
-_URL_IN_TEXT = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<password>\S*)@", re.I)
+#: A ';' ends it: failover lists join URLs with ';' (kombu).
+_URL_IN_TEXT = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s;]*):(?P<password>[^\s;]*)@", re.I
+)
 
 
 def masked_text(text: str) -> str:
@@ -89,23 +99,36 @@ def reading_connection(app: Any) -> Connection:
 def amqp_connection(url: str | Connection, timeout: float) -> amqp.Connection:
     """A connected raw py-amqp connection to ``url`` (an AMQP URL or a kombu connection).
 
+    A failover list (``amqp://a;amqp://b``, or a kombu connection made from
+    one) is tried in order, from the node the kombu connection is on; the
+    first node that accepts the connection is used, each given ``timeout``.
+
     Raises:
-        PublishError: the broker can't be reached (the message masks the password).
+        PublishError: no node can be reached (the message masks the passwords).
     """
-    parsed = url if isinstance(url, Connection) else Connection(url)
-    try:
-        connection = amqp.Connection(
-            f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 5672}",
-            userid=parsed.userid or "guest",
-            password=parsed.password or "guest",
-            virtual_host=parsed.virtual_host or "/",
-            connect_timeout=timeout,
-            frame_handler=tolerant_frame_handler,
-        )
-        connection.connect()
-    except (OSError, amqp.exceptions.AMQPError) as exc:
-        raise PublishError(f"could not connect to the broker at {masked_url(parsed)}: {exc}") from exc
-    return connection
+    if isinstance(url, Connection):
+        current = url.as_uri(include_password=True)
+        alternates = [current, *(alt for alt in url.alt if Connection(alt).as_uri(True) != current)]
+    else:
+        alternates = url.split(";")
+    problems = []
+    for alternate in alternates:
+        parsed = Connection(alternate)
+        try:
+            connection = amqp.Connection(
+                f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 5672}",
+                userid=parsed.userid or "guest",
+                password=parsed.password or "guest",
+                virtual_host=parsed.virtual_host or "/",
+                connect_timeout=timeout,
+                frame_handler=tolerant_frame_handler,
+            )
+            connection.connect()
+        except (OSError, amqp.exceptions.AMQPError) as exc:
+            problems.append(f"{masked_url(parsed)}: {exc}")
+            continue
+        return connection
+    raise PublishError(f"could not connect to the broker at {'; '.join(problems)}")
 
 
 def close_quietly(closable: Any) -> None:
@@ -126,6 +149,13 @@ class TopologyConflict(RuntimeError):
 def declare_topology(connection: Connection, topology: Topology) -> int:
     """Declare every exchange and queue of ``topology`` (idempotent).
 
+    On a cluster, a classic queue (a DLQ, the delayed catch-all) lives on one
+    node, and while that node is down RabbitMQ answers its declare with
+    ``NOT_FOUND - home node ... is down``. That queue (and its bindings) is
+    skipped with a warning, so a worker that failed over to another node
+    still starts consuming; a publish to it meanwhile comes back unroutable
+    (the lifecycle requeues the message, nothing is lost).
+
     Returns:
         How many queues were declared.
 
@@ -135,6 +165,7 @@ def declare_topology(connection: Connection, topology: Topology) -> int:
             wanted); the message names it and says how to resolve it.
     """
     channel = connection.channel()
+    unavailable: set[str] = set()
     try:
         for exchange in topology.exchanges():
             exchange(channel).declare()
@@ -149,9 +180,19 @@ def declare_topology(connection: Connection, topology: Topology) -> int:
                     f"queue {queue.name!r} already exists with different arguments ({exc.reply_text}); "
                     "drain and delete it, or change it with a RabbitMQ policy"
                 ) from None
+            except NotFound as exc:
+                if HOME_NODE_DOWN not in str(exc.reply_text):
+                    raise
+                logger.warning(
+                    "queue %s is not available (its home node is down): %s", queue.name, exc.reply_text
+                )
+                unavailable.add(queue.name)
+                close_quietly(channel)  # a failed declare closes the channel
+                channel = connection.channel()
         for queue_name, source, routing_key in topology.queue_bindings():
-            channel.queue_bind(queue_name, source, routing_key)
-        return len(queues)
+            if queue_name not in unavailable:
+                channel.queue_bind(queue_name, source, routing_key)
+        return len(queues) - len(unavailable)
     finally:
         close_quietly(channel)
 
@@ -175,7 +216,8 @@ class QueueDepth:
 def _open_channel(connection: Any) -> Any:
     """A channel of a kombu or py-amqp connection (kombu's is connected first)."""
     if isinstance(connection, Connection):
-        connection.ensure_connection(max_retries=1)
+        # One try per node of a failover list (kombu moves to the next on each failure).
+        connection.ensure_connection(max_retries=max(1, len(connection.alt)))
     return connection.channel()
 
 

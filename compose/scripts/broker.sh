@@ -62,6 +62,11 @@ if [ "$amqp_status" = 2 ]; then
 fi
 
 started_here=""
+if [ "$amqp_status" != 0 ] && [ "$("${PROBE[@]}" setting cluster)" = True ]; then
+    # PLATFORM_CLUSTER=1 (make ... CLUSTER=1): never start the machine's own broker instead.
+    "${PROBE[@]}" amqp || true
+    fail "no node of the local cluster answers; run: make cluster-up (make cluster-status says more)"
+fi
 if [ "$amqp_status" != 0 ]; then
     if ! "${PROBE[@]}" local-broker; then
         "${PROBE[@]}" amqp || true

@@ -58,8 +58,13 @@ def is_local_host(host: str) -> bool:
         return False
 
 
-def amqp_check(url: str) -> tuple[int, str]:
-    """Open and close one AMQP connection to ``url``."""
+def amqp_check(urls: str) -> tuple[int, str]:
+    """Open and close one AMQP connection to ``urls`` (several joined by ``;``: the first that answers)."""
+    results = [_amqp_check_one(url) for url in urls.split(";")]
+    return min(results, key=lambda result: (result[0] != OK, result[0] != REFUSED))
+
+
+def _amqp_check_one(url: str) -> tuple[int, str]:
     import amqp
     from kombu import Connection
 
@@ -81,7 +86,17 @@ def amqp_check(url: str) -> tuple[int, str]:
     return OK, f"RabbitMQ answers at {parsed.as_uri()}"
 
 
-def http_check(url: str, path: str = "") -> tuple[int, str]:
+def http_check(urls: str, path: str = "") -> tuple[int, str]:
+    """GET ``url`` + ``path`` of each of ``urls`` (joined by ``;``) until one answers."""
+    results = []
+    for url in urls.split(";"):
+        results.append(_http_check_one(url, path))
+        if results[-1][0] == OK:
+            break
+    return min(results, key=lambda result: (result[0] != OK, result[0] != REFUSED))
+
+
+def _http_check_one(url: str, path: str = "") -> tuple[int, str]:
     """GET ``url`` + ``path`` (credentials in the URL become basic auth)."""
     parts = urllib.parse.urlsplit(url)
     netloc = parts.hostname or ""
@@ -149,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "local-broker":
         from kombu import Connection
 
-        return OK if is_local_host(Connection(settings.broker_url).hostname or "") else UNREACHABLE
+        hosts = [Connection(url).hostname or "" for url in settings.broker_url.split(";")]
+        return OK if all(is_local_host(host) for host in hosts) and not settings.cluster else UNREACHABLE
     if args.what == "amqp":
         return wait(lambda: amqp_check(settings.broker_url), args.wait, args.quiet)
     if args.what == "management":

@@ -146,8 +146,8 @@ def flower_url(settings: Settings) -> str:
 
 
 def management_ui(management_url: str) -> str:
-    """The management web UI for an API URL (``.../api/``), without credentials."""
-    parts = urllib.parse.urlsplit(management_url)
+    """The management web UI for an API URL (``.../api/``; the first of a list), without credentials."""
+    parts = urllib.parse.urlsplit(management_url.split(";")[0])
     netloc = parts.netloc.rpartition("@")[2]
     path = parts.path.rstrip("/").removesuffix("/api")
     return urllib.parse.urlunsplit((parts.scheme, netloc, path, "", ""))

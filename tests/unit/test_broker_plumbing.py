@@ -215,6 +215,8 @@ def test_waiting_with_nothing_in_flight_returns_at_once() -> None:
         pytest.param("http://127.0.0.1:15672/api/", "http://127.0.0.1:15672/api/", id="http without credentials"),
         pytest.param("amqp://ops:se/cret@rabbit//", "amqp://ops:**@rabbit//", id="a password with a raw slash"),
         pytest.param("amqp://ops:se@cret@rabbit//", "amqp://ops:**@rabbit//", id="a password with a raw @"),
+        pytest.param("amqp://p:s3cret@h:5681/v;amqp://p:s3cret@h:5682/v", "amqp://p:**@h:5681/v;amqp://p:**@h:5682/v",
+                     id="a failover list of two nodes"),
     ],
 )  # fmt: skip
 def test_a_url_is_printed_with_its_password_masked(url: str, shown: str) -> None:
@@ -237,3 +239,13 @@ def test_a_url_is_printed_with_its_password_masked(url: str, shown: str) -> None
 def test_a_kombu_connection_is_printed_with_its_password_masked(url: str, shown: str) -> None:
     """A kombu connection prints as its URL with the password masked."""
     assert masked_url(Connection(url)) == shown
+
+
+def test_every_password_of_a_failover_list_in_a_text_is_masked_and_every_host_stays() -> None:
+    """An error message naming every node of a cluster shows each host, no password."""
+    from workers.broker import masked_text
+
+    text = "could not connect to amqp://p:s3cret@h:5681/v;amqp://p:s3cret@h:5682/v: refused"
+    shown = masked_text(text)
+    assert "s3cret" not in shown
+    assert "h:5681/v" in shown and "h:5682/v" in shown

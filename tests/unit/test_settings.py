@@ -119,6 +119,16 @@ PARSED = [
     ("saga_relay_after_commit", "false", False),
     ("saga_step_deadline", "4", 4.0),
     ("saga_stuck_after", "60", 60.0),
+    ("broker_url", "amqp://u:p@h:5681/v; amqp://u:p@h:5682/v", "amqp://u:p@h:5681/v;amqp://u:p@h:5682/v"),
+    (
+        "management_url",
+        "http://u:p@h:15681/api/;http://u:p@h:15682/api/",
+        "http://u:p@h:15681/api/;http://u:p@h:15682/api/",
+    ),
+    ("broker_heartbeat", "10", 10.0),
+    ("cluster_dir", "/tmp/cluster", "/tmp/cluster"),
+    ("cluster_port", "5691", 5691),
+    ("cluster", "off", False),
 ]
 
 
@@ -216,3 +226,29 @@ def test_settings_are_frozen() -> None:
     settings = load_settings({})
     with pytest.raises(AttributeError):
         settings.max_retries = 9  # type: ignore[misc]
+
+
+def test_platform_cluster_takes_the_broker_and_management_url_lists_that_cluster_up_wrote(tmp_path) -> None:
+    """Given the file `make cluster-up` writes, PLATFORM_CLUSTER=1 makes its URL lists the settings."""
+    (tmp_path / "platform.env").write_text(
+        "CELERY_BROKER_URL=amqp://platform:pw@127.0.0.1:5681/platform;amqp://platform:pw@127.0.0.1:5682/platform\n"
+        "PLATFORM_MANAGEMENT_URL=http://platform:pw@127.0.0.1:15681/api/\n"
+    )
+    settings = load_settings({"PLATFORM_CLUSTER": "1", "PLATFORM_CLUSTER_DIR": str(tmp_path)})
+    assert settings.cluster
+    assert settings.broker_url.split(";") == [
+        "amqp://platform:pw@127.0.0.1:5681/platform",
+        "amqp://platform:pw@127.0.0.1:5682/platform",
+    ]
+    assert settings.management_url == "http://platform:pw@127.0.0.1:15681/api/"
+
+
+def test_platform_cluster_without_a_cluster_says_to_run_make_cluster_up(tmp_path) -> None:
+    with pytest.raises(SettingsError, match="make cluster-up"):
+        load_settings({"PLATFORM_CLUSTER": "1", "PLATFORM_CLUSTER_DIR": str(tmp_path / "none")})
+
+
+def test_a_bad_url_in_a_failover_list_is_named_by_its_place_without_echoing_the_password() -> None:
+    with pytest.raises(SettingsError, match="URL 2 of 2") as raised:
+        load_settings({"CELERY_BROKER_URL": "amqp://u:secret@h:1/v;http://u:secret@h:2/v"})
+    assert "secret" not in str(raised.value)

@@ -95,8 +95,8 @@ def queue_stats(raw: Iterable[Mapping[str, Any]], topology: Topology) -> list[Qu
 
 
 def vhost_of(broker_url: str) -> str:
-    """The vhost of an AMQP URL (``/`` when the path is empty)."""
-    path = urllib.parse.urlparse(broker_url).path
+    """The vhost of an AMQP URL (``/`` when the path is empty); of the first of a failover list."""
+    path = urllib.parse.urlparse(broker_url.split(";")[0]).path
     return urllib.parse.unquote(path[1:]) if len(path) > 1 else "/"
 
 
@@ -105,13 +105,25 @@ def fetch_queues(management_url: str, vhost: str, timeout: float = 5.0) -> list[
 
     Args:
         management_url: the API root, e.g. ``http://user:pass@host:15672/api/``
-            (credentials in the URL; ``guest:guest`` when there are none).
+            (credentials in the URL; ``guest:guest`` when there are none), or
+            several joined by ``;`` (every node of a cluster): the first that
+            answers is used.
         vhost: the virtual host.
-        timeout: seconds for the whole request.
+        timeout: seconds for each node's request.
 
     Raises:
-        ManagementError: unreachable, refused, or not JSON.
+        ManagementError: no node answered, or one refused or sent no JSON.
     """
+    problems = []
+    for url in management_url.split(";"):
+        try:
+            return _fetch_queues_from(url, vhost, timeout)
+        except ManagementError as exc:
+            problems.append(str(exc))
+    raise ManagementError("; ".join(problems))
+
+
+def _fetch_queues_from(management_url: str, vhost: str, timeout: float) -> list[dict[str, Any]]:
     parsed = urllib.parse.urlparse(management_url)
     user = urllib.parse.unquote(parsed.username or "guest")
     password = urllib.parse.unquote(parsed.password or "guest")

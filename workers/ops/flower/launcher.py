@@ -110,7 +110,8 @@ def plan_flower(settings: Settings, python: str = "python") -> FlowerLaunch:
     )  # fmt: skip
     # Flower reads FLOWER_<option> for every option it defines (flower.command
     # apply_env_options); --broker_api and --basic_auth would carry passwords.
-    environ = {"FLOWER_BROKER_API": settings.management_url}
+    # Flower takes one management API: the first node of a cluster's list.
+    environ = {"FLOWER_BROKER_API": settings.management_url.split(";")[0]}
     if settings.flower_basic_auth:
         environ["FLOWER_BASIC_AUTH"] = settings.flower_basic_auth
     return FlowerLaunch(argv, environ)

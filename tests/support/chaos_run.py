@@ -1,0 +1,85 @@
+"""What every chaos scenario does around its fault: publish known ids with confirms, wait, read the ledger."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.chaos_ledger import side_effects
+from tests.support.ledger import events
+from tests.support.wait import wait_for
+from workers.errors import PublishError
+
+#: The task module chaos workers load.
+CHAOS_TASKS = "tests.support.chaos_tasks"
+#: The task's name.
+WORK = "chaos.work"
+
+
+def chaos_task(app: Any) -> Any:
+    """``chaos.work`` on a publishing app (a stub: only the worker runs the body)."""
+
+    @app.task(name=WORK, shared=False)
+    def work(seconds: float = 0.0) -> None: ...
+
+    return work
+
+
+@dataclass
+class Published:
+    """What the publisher saw: ids the broker confirmed, ids it refused, and how long each call took."""
+
+    confirmed: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    durations: list[float] = field(default_factory=list)
+
+    def one(self, task: Any, seconds: float = 0.0) -> bool:
+        """Publish one task with a known id (``delay()``); True if confirmed."""
+        task_id = str(uuid.uuid4())
+        began = time.monotonic()
+        try:
+            task.apply_async(args=(seconds,), task_id=task_id, queue="orders")
+        except PublishError:
+            self.refused.append(task_id)
+            return False
+        finally:
+            self.durations.append(time.monotonic() - began)
+        self.confirmed.append(task_id)
+        return True
+
+    def many(self, task: Any, count: int, seconds: float = 0.0) -> None:
+        """Publish ``count`` tasks confirmed together (``apply_many``)."""
+        self.confirmed.extend(task.apply_many([((seconds,), {})] * count, queue="orders"))
+
+
+def done_after(ledger: Path, moment: float) -> list[float]:
+    """Times (unix) of the tasks completed after ``moment``, earliest first."""
+    return sorted(entry.at for entry in events(ledger, "done") if entry.at > moment)
+
+
+def done_count(ledger: Path) -> int:
+    return len({entry.task_id for entry in events(ledger, "done")})
+
+
+def wait_settled(
+    ids: list[str], state_db: Path, dead_letters: Callable[[], int], timeout: float, what: str = "the work"
+) -> None:
+    """Wait until every id in ``ids`` has committed its side effect or been dead-lettered."""
+    wanted = set(ids)
+
+    def settled() -> bool:
+        return len(wanted & set(side_effects(state_db))) + dead_letters() >= len(wanted)
+
+    wait_for(
+        settled,
+        timeout=timeout,
+        interval=0.5,
+        message=lambda: (
+            f"{what} to settle: {len(wanted & set(side_effects(state_db)))} of {len(wanted)} done, "
+            f"{dead_letters()} dead-lettered"
+        ),
+    )
