@@ -113,6 +113,11 @@ bench: setup ## Run the benchmarks (results/bench-<time>/)
 bench-quick: setup ## Run a short benchmark (results/bench-quick/)
 	$(PY) -m tests.bench --quick --out results/bench-quick
 
+# -- worker layout (issue 16) --
+.PHONY: test-layout-long
+test-layout-long: broker ## The worker-layout tests with a 40-second task (heartbeats while it runs)
+	TEST_LONG_TASK_SECONDS=40 $(PY) -m pytest tests/integration/test_worker_layout.py $(PYTEST_ARGS)
+
 clean: ## Remove caches and build files (keeps .venv, results/ and the run folder)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache build
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

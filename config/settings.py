@@ -75,7 +75,7 @@ class Settings:
     task_sent_events: bool = False
     #: Celery result backend URL; empty means results are not stored.
     result_backend: str = ""
-    #: Worker processes per worker (prefork pool).
+    #: Task slots per queue: prefork children, threads, or (``solo`` layout) worker processes.
     concurrency: int = 2
     #: Folder for pid files, logs and the state database of ``make up``.
     run_dir: str = ".run"
@@ -146,6 +146,15 @@ class Settings:
     scale_target_latency: float = 0.0
     #: Per-queue overrides of the scale settings: ``orders:min=1,max=20;email:max=4``.
     scale_queues: tuple[tuple[str, tuple[tuple[str, float], ...]], ...] = ()
+    # -- worker layout (issue 16) --
+    #: How a queue's workers run tasks: ``solo`` (``concurrency`` single-process consumers),
+    #: ``prefork`` (one main process, ``concurrency`` children behind pipes) or ``threads``.
+    worker_layout: str = "solo"
+    #: Messages each task slot may hold unacknowledged (Celery's prefetch multiplier); 0: the
+    #: layout's own (2 for ``solo``: one running, one waiting; 1 otherwise).
+    worker_prefetch: int = 0
+    #: Seconds of the broker heartbeat of a worker's connections (0: none).
+    broker_heartbeat: float = 120.0
 
 
 #: Environment variable for each setting.
@@ -203,6 +212,9 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "scale_window": "PLATFORM_SCALE_WINDOW",
     "scale_target_latency": "PLATFORM_SCALE_TARGET_LATENCY",
     "scale_queues": "PLATFORM_SCALE_QUEUES",
+    "worker_layout": "PLATFORM_WORKER_LAYOUT",
+    "worker_prefetch": "PLATFORM_WORKER_PREFETCH",
+    "broker_heartbeat": "PLATFORM_BROKER_HEARTBEAT",
 }
 
 #: Keys of one queue's entry in ``PLATFORM_SCALE_QUEUES`` and the setting each overrides.
@@ -538,6 +550,9 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "scale_window": _number(float, 0.0),
     "scale_target_latency": _number(float, 0.0),
     "scale_queues": _scale_queues,
+    "worker_layout": _choice("solo", "prefork", "threads"),
+    "worker_prefetch": _number(int, 0, 1000),
+    "broker_heartbeat": _number(float, 0.0),
 }
 
 
