@@ -111,6 +111,9 @@ PARSED = [
     ("scale_window", "600", 600.0),
     ("scale_target_latency", "2.5", 2.5),
     ("scale_queues", "orders:max=20", (("orders", (("scale_max", 20.0),)),)),
+    ("worker_layout", "Prefork", "prefork"),
+    ("worker_prefetch", "4", 4),
+    ("broker_heartbeat", "10", 10.0),
 ]
 
 
@@ -154,6 +157,9 @@ BAD_VALUES = {
     "PLATFORM_STATE_URL": ["mysql://db/platform", "/tmp/state.sqlite3", "redis://localhost"],
     "PLATFORM_IDEMPOTENCY": ["maybe", "2", "enabled", "tru"],
     "PLATFORM_CONCURRENCY": ["0", "-2", "auto"],
+    "PLATFORM_WORKER_LAYOUT": ["gevent", "eventlet", "solo,prefork"],
+    "PLATFORM_WORKER_PREFETCH": ["-1", "1001", "two"],
+    "PLATFORM_BROKER_HEARTBEAT": ["-1", "nan", "often"],
     "PLATFORM_MANAGEMENT_URL": ["ftp://rabbit/", "rabbit:15672/api/", "amqp://rabbit"],
     "FLOWER_PORT": ["0", "-1", "http", "65536", "70000"],
     "FLOWER_BASIC_AUTH": ["admin", "admin:", ":secret", "admin:secret,ops"],
