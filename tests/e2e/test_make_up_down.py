@@ -41,7 +41,8 @@ def test_make_up_starts_a_worker_per_queue_and_flower_and_make_down_leaves_nothi
     assert flower_url in up.stdout and str(run_dir.resolve()) in up.stdout
     for queue in queues:
         log = (run_dir / f"worker-{queue}.log").read_text()
-        assert f"{queue}@" in log and " ready." in log, log[-2000:]
+        # The default layout runs 2 solo processes per queue: <queue>-1@host and <queue>-2@host.
+        assert all(f"{queue}-{n}@" in log for n in (1, 2)) and log.count(" ready.") >= 2, log[-2000:]
 
     again = run_make("up", env=env)
     assert again.returncode == 0, again.stdout + again.stderr
