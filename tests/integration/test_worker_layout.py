@@ -56,6 +56,17 @@ def layout_worker(platform_env: dict[str, str], tmp_path: Path):
         worker.stop(wait=False)
 
 
+@pytest.fixture
+def limit_1_client(platform_env: dict[str, str]):
+    """A client whose topology has a delivery limit of 1, like the workers of the poison tests."""
+    from config.app import create_app
+    from config.settings import load_settings
+
+    app = create_app(load_settings({**platform_env, "PLATFORM_DELIVERY_LIMIT": "1"}), main="limit-1-client")
+    yield app
+    app.close()
+
+
 def the_dead_letter(vhost, timeout: float = 60):
     wait_for(lambda: vhost.depth("orders.dlq") >= 1, timeout=timeout, message="a dead letter in orders.dlq")
     [dead] = vhost.take_all("orders.dlq")
@@ -99,14 +110,14 @@ def test_a_soft_time_limit_stops_a_task_in_a_solo_worker(vhost, layout_worker, c
 
 
 def test_a_hard_time_limit_ends_the_solo_process_and_the_redelivery_is_counted(
-    vhost, layout_worker, client, tmp_path: Path
+    vhost, layout_worker, limit_1_client, tmp_path: Path
 ):
     """Given a worker group (one solo process, delivery limit 1) and a task that
     sleeps past its 0.3 s hard time limit, the process exits with code 70, the
     group starts it again, and the redelivered message is dead-lettered as
     poison: the broker counted the delivery the limit ended."""
     group = layout_worker(group=True, PLATFORM_CONCURRENCY="1", PLATFORM_DELIVERY_LIMIT="1")
-    result = client.send_task("tests.limits.hard", queue="orders")
+    result = limit_1_client.send_task("tests.limits.hard", queue="orders")
     dead = the_dead_letter(vhost)
     assert header(dead, "x-task-id") == result.id
     assert header(dead, "x-error-class") == "poison"
@@ -117,7 +128,7 @@ def test_a_hard_time_limit_ends_the_solo_process_and_the_redelivery_is_counted(
 
 
 def test_a_killed_process_redelivers_its_messages_and_the_prefetched_one_is_not_poison(
-    vhost, layout_worker, client, tmp_path: Path
+    vhost, layout_worker, limit_1_client, tmp_path: Path
 ):
     """Given a solo worker (window 2) running a slow task with a second message
     waiting behind it, and a delivery limit of 1, when the process is killed
@@ -125,8 +136,8 @@ def test_a_killed_process_redelivers_its_messages_and_the_prefetched_one_is_not_
     only waited runs and completes."""
     ledger = tmp_path / "ledger.txt"
     worker = layout_worker(PLATFORM_DELIVERY_LIMIT="1")
-    running = client.send_task("tests.slow", args=[60], queue="orders")
-    waiting = client.send_task("tests.ok", queue="orders")
+    running = limit_1_client.send_task("tests.slow", args=[60], queue="orders")
+    waiting = limit_1_client.send_task("tests.ok", queue="orders")
     wait_for(lambda: events(ledger, "start", running.id), timeout=30, message="the slow task to start")
     wait_for(
         lambda: vhost.depth("orders") == 0, timeout=10, message="the second message in the worker's window"

@@ -91,8 +91,8 @@ class WorkerProcess:
         Its command line is :func:`config.layout.worker_command`'s
         (``PLATFORM_WORKER_LAYOUT``, default solo), plus ``--without-mingle --without-gossip``.
         """
-        from config.settings import load_settings
         from config.layout import worker_command
+        from config.settings import load_settings
 
         worker = cls(env, log_dir, queue)
         worker.args = worker_command(
