@@ -114,7 +114,11 @@ bench-quick: setup ## Run a short benchmark (results/bench-quick/)
 	$(PY) -m tests.bench --quick --out results/bench-quick
 
 # -- worker layout (issue 16) --
-.PHONY: test-layout-long
+.PHONY: test-layout-long test-layout
+test-layout: broker ## The lifecycle, recovery and results tests against the default layout's worker group
+	TEST_WORKER_LAYOUT=1 $(PY) -m pytest tests/integration/test_lifecycle.py tests/integration/test_recovery.py \
+		tests/integration/test_results.py $(PYTEST_ARGS)
+
 test-layout-long: broker ## The worker-layout tests with a 40-second task (heartbeats while it runs)
 	TEST_LONG_TASK_SECONDS=40 $(PY) -m pytest tests/integration/test_worker_layout.py $(PYTEST_ARGS)
 
