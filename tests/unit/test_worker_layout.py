@@ -79,3 +79,28 @@ def test_a_time_limit_is_refused_under_the_threads_layout_and_kept_under_the_oth
         check_time_limits(task, task.name, "threads")
     check_time_limits(task, task.name, "solo")
     check_time_limits(task, task.name, "prefork")
+
+
+def test_takes_are_counted_per_task_id_across_the_files_of_every_process(tmp_path):
+    """Given two ledgers writing in one folder (two worker processes), a task id's takes are
+    counted across both files, and a rotated-out segment older than the previous one is gone."""
+    from workers.delivery import starts
+
+    first, second = starts.TakeLedger(tmp_path), starts.TakeLedger(tmp_path)
+    first.take("a")
+    first.take("b")
+    second._segment = 7  # as if the other process had rotated before
+    second.take("a")
+    assert first.taken("a") == 2
+    assert first.taken("b") == 1
+    assert first.taken("c") == 0
+    assert first.taken("a\nb") == 0  # whole lines only
+
+
+def test_the_takes_live_beside_a_sqlite_state_store_or_in_the_run_folder():
+    from pathlib import Path
+
+    from workers.delivery.starts import takes_folder
+
+    assert takes_folder("sqlite:///var/lib/p/state.sqlite3", ".run") == Path("var/lib/p/takes")
+    assert takes_folder("postgresql://db/p", "/srv/run") == Path("/srv/run/takes")

@@ -58,7 +58,7 @@ from workers.delivery.lifecycle import Lifecycle, install_lifecycle
 from workers.delivery.rates import RateSchedules, Slot
 from workers.delivery.receipt import Refusal, check_body, check_headers
 from workers.delivery.results import record_refusal, refusal_exception
-from workers.delivery.starts import RedeliveryLedger, deliveries_taken
+from workers.delivery.starts import TakeLedger, deliveries_taken, takes_folder
 from workers.frames import TOLERANT_TRANSPORT_OPTIONS
 
 logger = logging.getLogger(__name__)
@@ -103,7 +103,8 @@ class PlatformConsumer(Consumer):
         install_lifecycle(self.app, self.lifecycle)
         self.delivery_limit = platform_config(self.app).settings.delivery_limit
         #: Deliveries workers took, so prefetched-only ones are not counted as poison.
-        self.redeliveries = RedeliveryLedger(platform_config(self.app).settings.state_url)
+        settings = platform_config(self.app).settings
+        self.takes = TakeLedger(takes_folder(settings.state_url, settings.run_dir))
 
     def connection_for_read(self, heartbeat: float | None = None) -> Any:
         """The consuming connection: it reads frames tolerating properties that are not UTF-8."""
@@ -244,14 +245,14 @@ class PlatformConsumer(Consumer):
     def deliveries_taken(self, message: Any, deliveries: int) -> int:
         """Earlier deliveries of ``message`` a worker took (see :mod:`workers.delivery.starts`).
 
-        Without a task id, or if the state store can't answer, every return counts.
+        Without a task id, or if the take files can't be read, every return counts.
         """
         task_id = message.headers.get("id") if isinstance(message.headers, Mapping) else None
         if not isinstance(task_id, str):
             return deliveries
         try:
-            return deliveries_taken(deliveries, self.redeliveries.taken(task_id))
-        except Exception as exc:  # noqa: BLE001 - the store is down: count every return, as the broker does
+            return deliveries_taken(deliveries, self.takes.taken(task_id))
+        except Exception as exc:  # noqa: BLE001 - count every return, as the broker does
             logger.warning(
                 "could not read the redeliveries of %s (%r); counting all %d", task_id, exc, deliveries
             )
@@ -261,7 +262,7 @@ class PlatformConsumer(Consumer):
         """Record that this worker takes ``message`` and runs it now."""
         task_id = message.headers.get("id")
         try:
-            self.redeliveries.take(task_id)
+            self.takes.take(task_id)
         except Exception as exc:  # noqa: BLE001 - the message still runs; the broker's own limit stays
             logger.warning("could not record the delivery of %s: %r", task_id, exc)
 
