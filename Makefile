@@ -172,6 +172,15 @@ cluster-leader: setup ## Which node leads a quorum queue: make cluster-leader QU
 chaos: setup ## The chaos suite, long form (tests/chaos; ledgers in results/chaos/)
 	CHAOS_LONG=1 $(PY) -m pytest tests/chaos $(PYTEST_ARGS)
 
+# -- worker layout (issue 16) --
+.PHONY: test-layout-long test-layout
+test-layout: broker ## The lifecycle, recovery and results tests against the default layout's worker group
+	TEST_WORKER_LAYOUT=1 $(PY) -m pytest tests/integration/test_lifecycle.py tests/integration/test_recovery.py \
+		tests/integration/test_results.py $(PYTEST_ARGS)
+
+test-layout-long: broker ## The worker-layout tests with a 40-second task (heartbeats while it runs)
+	TEST_LONG_TASK_SECONDS=40 $(PY) -m pytest tests/integration/test_worker_layout.py $(PYTEST_ARGS)
+
 clean: ## Remove caches and build files (keeps .venv, results/ and the run folder)
 	rm -rf .pytest_cache .ruff_cache .mypy_cache build
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

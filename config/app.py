@@ -142,7 +142,8 @@ def celery_config(settings: Settings, topology: Topology) -> dict[str, Any]:
         "task_acks_late": True,
         "task_acks_on_failure": True,
         "task_reject_on_worker_lost": True,
-        "worker_prefetch_multiplier": 1,
+        # The worker layout's command line passes its own window (config.layout).
+        "worker_prefetch_multiplier": max(settings.worker_prefetch, 1),
         "task_queues": topology.consumer_queues(),
         "task_default_queue": settings.default_queue,
         "task_default_exchange": TASKS_EXCHANGE,

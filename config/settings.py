@@ -75,7 +75,7 @@ class Settings:
     task_sent_events: bool = False
     #: Celery result backend URL; empty means results are not stored.
     result_backend: str = ""
-    #: Worker processes per worker (prefork pool).
+    #: Task slots per queue: prefork children, threads, or (``solo`` layout) worker processes.
     concurrency: int = 2
     #: Folder for pid files, logs and the state database of ``make up``.
     run_dir: str = ".run"
@@ -169,6 +169,14 @@ class Settings:
     cluster_dir: str = ".run/cluster"
     #: First AMQP port of the local cluster (nodes on it and the next two; see README "Local cluster").
     cluster_port: int = 5681
+    # -- worker layout (issue 16) --
+    #: How a queue's workers run tasks: ``solo`` (``concurrency`` single-process consumers),
+    #: ``prefork`` (one main process, ``concurrency`` children behind pipes) or ``threads``.
+    worker_layout: str = "solo"
+    #: Messages each task slot may hold unacknowledged (Celery's prefetch multiplier); 0: the
+    #: layout's own (2 for ``solo``: one running, one waiting; 1 otherwise).
+    worker_prefetch: int = 0
+    #: Seconds of the broker heartbeat of a worker's connections (0: none).
 
 
 #: Environment variable for each setting.
@@ -237,6 +245,8 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "cluster": "PLATFORM_CLUSTER",
     "cluster_dir": "PLATFORM_CLUSTER_DIR",
     "cluster_port": "PLATFORM_CLUSTER_PORT",
+    "worker_layout": "PLATFORM_WORKER_LAYOUT",
+    "worker_prefetch": "PLATFORM_WORKER_PREFETCH",
 }
 
 #: The file in ``cluster_dir`` where ``make cluster-up`` writes the cluster's URLs (KEY=value lines).
@@ -605,6 +615,8 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "cluster": _flag,
     "cluster_dir": _text,
     "cluster_port": _number(int, 1024, 35535),
+    "worker_layout": _choice("solo", "prefork", "threads"),
+    "worker_prefetch": _number(int, 0, 1000),
 }
 
 

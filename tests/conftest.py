@@ -11,6 +11,7 @@ with a module-level ``pytestmark``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -72,6 +73,11 @@ def platform_env(vhost: Vhost, tmp_path: Path) -> dict[str, str]:
     return platform_environment(vhost.url, tmp_path)
 
 
+#: Set (``make test-layout``): ``start_worker()`` with its defaults starts the default
+#: layout's worker group (2 solo processes) instead of ``-P prefork -c 2``.
+LAYOUT_SWITCH = "TEST_WORKER_LAYOUT"
+
+
 @pytest.fixture
 def start_worker(platform_env: dict[str, str], tmp_path: Path) -> Iterator:
     """Start workers with ``start_worker(queues=..., **env_overrides)``; all stopped after."""
@@ -81,7 +87,11 @@ def start_worker(platform_env: dict[str, str], tmp_path: Path) -> Iterator:
     def start(
         queues: str = "orders", concurrency: int = 2, pool: str = "prefork", **env: str
     ) -> WorkerProcess:
-        worker = WorkerProcess({**platform_env, **env}, tmp_path, queues, concurrency, pool)
+        if os.environ.get(LAYOUT_SWITCH) and (pool, concurrency) == ("prefork", 2) and "," not in queues:
+            # `make test-layout`: the same tests against the default layout's worker group.
+            worker = WorkerProcess.group({**platform_env, **env}, tmp_path, queues)
+        else:
+            worker = WorkerProcess({**platform_env, **env}, tmp_path, queues, concurrency, pool)
         started.append(worker)
         return worker.start()
 

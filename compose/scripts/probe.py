@@ -4,6 +4,7 @@ Run with the project's interpreter from the repository root::
 
     python compose/scripts/probe.py setting queues          # prints: orders payments ...
     python compose/scripts/probe.py worker-queues           # work queues, the default one, subscriber queues
+    python compose/scripts/probe.py worker-processes        # worker processes per queue (the layout's)
     python compose/scripts/probe.py amqp --wait 60          # 0 reachable, 1 not, 2 refused us
     python compose/scripts/probe.py management --wait 60    # the management API answers
     python compose/scripts/probe.py http URL --wait 30      # URL answers 200
@@ -143,7 +144,16 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "what", choices=["setting", "worker-queues", "amqp", "management", "http", "local-broker"]
+        "what",
+        choices=[
+            "setting",
+            "worker-queues",
+            "worker-processes",
+            "amqp",
+            "management",
+            "http",
+            "local-broker",
+        ],
     )
     parser.add_argument("argument", nargs="?", help="setting name or URL")
     parser.add_argument("--wait", type=float, default=0, help="seconds to keep trying")
@@ -160,6 +170,11 @@ def main(argv: list[str] | None = None) -> int:
 
         subscribers = [s.queue for s in load_subscriptions(settings.subscriptions_file)]
         print(" ".join([*settings.queues, settings.default_queue, *subscribers]))
+        return OK
+    if args.what == "worker-processes":
+        from config.layout import worker_processes
+
+        print(worker_processes(settings))
         return OK
     if args.what == "local-broker":
         from kombu import Connection

@@ -25,7 +25,7 @@ is_ours() {
         tr '\0' '\n' 2>/dev/null <"/proc/$pid/environ" | grep -qxF "PLATFORM_RUN_DIR=$RUN_DIR"
     else
         # No /proc (macOS): trust the pid file if the command looks like ours.
-        ps -p "$pid" -o command= 2>/dev/null | grep -qE "celery|workers\.ops\.flower"
+        ps -p "$pid" -o command= 2>/dev/null | grep -qE "celery|workers\.ops\.(flower|worker_group)"
     fi
 }
 

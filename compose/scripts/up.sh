@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make up: one background worker per work queue, plus Flower, all in the run folder.
+# make up: the workers of every work queue (one worker group each, laid out by
+# PLATFORM_WORKER_LAYOUT: config/layout.py), plus Flower, all in the run folder.
 #
 # The run folder (PLATFORM_RUN_DIR, default .run) gets <name>.pid and <name>.log
 # for each process. A process whose pid file points at a live process of this
@@ -21,6 +22,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$HERE/run-dir.sh"
 
 read -r -a QUEUES <<<"$("$PY" "$HERE/probe.py" worker-queues)"
+# Worker processes per queue under the chosen layout (each logs "ready." once).
+PROCESSES=$("$PY" "$HERE/probe.py" worker-processes)
 FLOWER_HOST=$("$PY" "$HERE/probe.py" setting flower_address)
 FLOWER_PORT_=$("$PY" "$HERE/probe.py" setting flower_port)
 case "$FLOWER_HOST" in
@@ -81,12 +84,15 @@ ready() {
     done
 }
 
+# all_ready LOG: every worker process of the group has logged "ready.".
+all_ready() { [ "$(grep -c " ready\.$" "$1" || true)" -ge "$PROCESSES" ]; }
+
 STARTED=()
 if [ "${AUTOSCALE:-0}" = 1 ]; then
     start autoscale "$PY" -m celery -A config scale run
 else
     for queue in "${QUEUES[@]}"; do
-        start "worker-$queue" "$PY" -m celery -A config worker -Q "$queue" -n "$queue@%h" -l info
+        start "worker-$queue" "$PY" -m workers.ops.worker_group "$queue" -l info
     done
 fi
 start flower "$PY" -m workers.ops.flower
@@ -103,7 +109,7 @@ if [ "${AUTOSCALE:-0}" = 1 ]; then
 else
     for queue in "${QUEUES[@]}"; do
         # Celery logs "<node> ready." once it consumes; the log starts fresh at each start.
-        ready "worker-$queue" grep -q " ready\.$" "$RUN_DIR/worker-$queue.log"
+        ready "worker-$queue" all_ready "$RUN_DIR/worker-$queue.log"
     done
 fi
 flower_answers() { "$PY" "$HERE/probe.py" http "$FLOWER_URL/healthcheck" --quiet 2>/dev/null; }
@@ -114,7 +120,8 @@ if [ "${#STARTED[@]}" = 0 ]; then
 fi
 cat <<EOF
 
-The platform is up: $([ "${AUTOSCALE:-0}" = 1 ] && echo "the autoscaler for" || echo "${#QUEUES[@]} workers") (${QUEUES[*]}) and Flower.
+The platform is up: $([ "${AUTOSCALE:-0}" = 1 ] && echo "the autoscaler for ${#QUEUES[@]} queues" || echo "workers for ${#QUEUES[@]} queues") (${QUEUES[*]}; $PROCESSES process(es) each,
+layout $("$PY" "$HERE/probe.py" setting worker_layout)) and Flower.
   Flower:   $FLOWER_URL/  (tasks: $FLOWER_URL/tasks, broker: $FLOWER_URL/broker)
   Logs:     $RUN_DIR/*.log   (make logs follows them)
   Stop:     make down

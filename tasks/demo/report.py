@@ -123,7 +123,7 @@ def _print_look_around(settings: Settings, out: Out) -> None:
     url = flower_url(settings)
     out("\nLook around:")
     out(f"  Flower tasks    {url}/tasks     every task, with retries and failures")
-    out(f"  Flower workers  {url}/workers   one worker per queue (make up)")
+    out(f"  Flower workers  {url}/workers   the workers of every queue (make up)")
     out(f"  Flower broker   {url}/broker    every queue: work, delay and dead-letter")
     out(f"  Dead letters    {url}/dlq       error groups, tracebacks, replay (or: make dlq-list)")
     out(f"  RabbitMQ        {management_ui(settings.management_url)}/#/queues")

@@ -58,6 +58,14 @@ def celery_worker_command(app: str, queue: str, name: str) -> list[str]:
     ]  # fmt: skip
 
 
+def layout_worker_command(queue: str) -> list[str]:
+    """The platform's worker group for ``queue`` (its layout from ``PLATFORM_WORKER_LAYOUT``)."""
+    return [
+        sys.executable, "-m", "workers.ops.worker_group", queue, "-l", "warning",
+        "--", "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
+
+
 def dramatiq_worker_command(module: str, queue: str) -> list[str]:
     """``dramatiq`` with 2 worker processes of 1 thread each (like prefork -c 2)."""
     return [

@@ -11,6 +11,8 @@ class Sizes:
 
     #: Pre-enqueued no-op tasks a worker drains.
     drain_tasks: int = 20_000
+    #: Pre-enqueued tasks with a 5 ms body a worker drains.
+    drain_body_tasks: int = 2_000
     #: Tasks each publisher enqueues.
     enqueue_tasks: int = 20_000
     #: Steady publish rates of the latency case, tasks per second.
@@ -73,6 +75,7 @@ FULL = Sizes()
 #: ``--quick``: every case at a tiny size; the whole suite in under 2 minutes.
 QUICK = Sizes(
     drain_tasks=300,
+    drain_body_tasks=60,
     enqueue_tasks=300,
     latency_rates=(200,),
     latency_seconds=1.0,

@@ -23,10 +23,12 @@ from tests.bench.broker import (
     publish_pipelined,
 )
 from tests.bench.processes import (
+    CONCURRENCY,
     BenchProcess,
     base_environment,
     celery_worker_command,
     dramatiq_worker_command,
+    layout_worker_command,
     platform_environment,
 )
 from tests.support.broker import Vhost
@@ -55,6 +57,13 @@ class System:
     events: bool = True
     #: Celery's ``task-sent`` event per published task (``PLATFORM_TASK_SENT_EVENTS``).
     sent_events: bool = False
+    #: Platform worker layout (``PLATFORM_WORKER_LAYOUT``) run as a worker group; empty: today's
+    #: ``celery worker -P prefork -c 2`` with prefetch multiplier 1.
+    layout: str = ""
+    #: Prefetch multiplier of a layout side (``PLATFORM_WORKER_PREFETCH``; 0: the layout's own).
+    layout_prefetch: int = 0
+    #: Worker processes (solo) or slots of a layout side (``PLATFORM_CONCURRENCY``).
+    layout_processes: int = CONCURRENCY
 
     @property
     def queue(self) -> str:
@@ -84,6 +93,10 @@ class System:
                 marks["BENCH_PLATFORM_EVENTS"] = "off"
             if self.sent_events:
                 marks["PLATFORM_TASK_SENT_EVENTS"] = "true"
+            if self.layout:
+                marks["PLATFORM_WORKER_LAYOUT"] = self.layout
+                marks["PLATFORM_WORKER_PREFETCH"] = str(self.layout_prefetch)
+                marks["PLATFORM_CONCURRENCY"] = str(self.layout_processes)
             return platform_environment(vhost.url, folder, **marks)
         if self.kind == "stock":
             return base_environment(vhost.url, BENCH_STOCK_MODE=self.stock_mode, **marks)
@@ -130,7 +143,9 @@ class System:
 
     def worker(self, env: dict[str, str], folder: Path, graceful: bool = False) -> BenchProcess:
         """This system's worker, not yet started."""
-        if self.kind == "platform":
+        if self.kind == "platform" and self.layout:
+            command = layout_worker_command(self.queue)
+        elif self.kind == "platform":
             command = celery_worker_command("config", self.queue, "platform")
         elif self.kind == "stock":
             command = celery_worker_command(STOCK_APP, self.queue, "stock")
@@ -162,6 +177,19 @@ PLATFORM_SENT_EVENTS = System(
     "platform",
     "platform with PLATFORM_TASK_SENT_EVENTS=true (a task-sent event per published task)",
     sent_events=True,
+)
+PLATFORM_SOLO = System(
+    "platform-solo",
+    "platform",
+    "platform, default layout: 2 solo worker processes (PLATFORM_WORKER_LAYOUT=solo), prefetch 2 each",
+    layout="solo",
+)
+PLATFORM_SOLO_PREFETCH_1 = System(
+    "platform-solo-p1",
+    "platform",
+    "platform, 2 solo worker processes with PLATFORM_WORKER_PREFETCH=1 (no message waits behind another)",
+    layout="solo",
+    layout_prefetch=1,
 )
 STOCK_DEFAULTS = System(
     "stock-defaults", "stock", "stock Celery 5.7 defaults (early ack, prefetch x4, classic queue)", "defaults"

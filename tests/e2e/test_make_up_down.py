@@ -41,7 +41,11 @@ def test_make_up_starts_a_worker_per_queue_and_flower_and_make_down_leaves_nothi
     assert flower_url in up.stdout and str(run_dir.resolve()) in up.stdout
     for queue in queues:
         log = (run_dir / f"worker-{queue}.log").read_text()
-        assert f"{queue}@" in log and " ready." in log, log[-2000:]
+        # The default layout runs PLATFORM_CONCURRENCY solo processes per queue: <queue>-<n>@host.
+        processes = range(1, int(env["PLATFORM_CONCURRENCY"]) + 1)
+        assert all(f"{queue}-{n}@" in log for n in processes) and log.count(" ready.") >= len(processes), log[
+            -2000:
+        ]
 
     again = run_make("up", env=env)
     assert again.returncode == 0, again.stdout + again.stderr

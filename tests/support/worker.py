@@ -82,6 +82,34 @@ class WorkerProcess:
         self._log_offset = 0
         self._stop_deadline = 0.0
 
+    @classmethod
+    def laid_out(
+        cls, env: dict[str, str], log_dir: Path, queue: str = "orders", index: int = 1
+    ) -> WorkerProcess:
+        """The ``index``-th worker process of ``queue`` as ``make up`` starts it under ``env``'s layout.
+
+        Its command line is :func:`config.layout.worker_command`'s
+        (``PLATFORM_WORKER_LAYOUT``, default solo), plus ``--without-mingle --without-gossip``.
+        """
+        from config.layout import worker_command
+        from config.settings import load_settings
+
+        worker = cls(env, log_dir, queue)
+        worker.args = worker_command(
+            queue, load_settings(env), index, extra=("--without-mingle", "--without-gossip")
+        )
+        return worker
+
+    @classmethod
+    def group(cls, env: dict[str, str], log_dir: Path, queue: str = "orders") -> WorkerProcess:
+        """``python -m workers.ops.worker_group queue``: all of ``queue``'s processes, restarted if one dies."""
+        worker = cls(env, log_dir, queue)
+        worker.args = [
+            sys.executable, "-m", "workers.ops.worker_group", queue, "-l", "info",
+            "--", "--without-mingle", "--without-gossip",
+        ]  # fmt: skip
+        return worker
+
     def start(self, timeout: float = 60) -> WorkerProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         log = open(self.log_path, "ab")

@@ -129,6 +129,8 @@ PARSED = [
     ("cluster_dir", "/tmp/cluster", "/tmp/cluster"),
     ("cluster_port", "5691", 5691),
     ("cluster", "off", False),
+    ("worker_layout", "Prefork", "prefork"),
+    ("worker_prefetch", "4", 4),
 ]
 
 
@@ -172,6 +174,9 @@ BAD_VALUES = {
     "PLATFORM_STATE_URL": ["mysql://db/platform", "/tmp/state.sqlite3", "redis://localhost"],
     "PLATFORM_IDEMPOTENCY": ["maybe", "2", "enabled", "tru"],
     "PLATFORM_CONCURRENCY": ["0", "-2", "auto"],
+    "PLATFORM_WORKER_LAYOUT": ["gevent", "eventlet", "solo,prefork"],
+    "PLATFORM_WORKER_PREFETCH": ["-1", "1001", "two"],
+    "PLATFORM_BROKER_HEARTBEAT": ["-1", "nan", "often"],
     "PLATFORM_MANAGEMENT_URL": ["ftp://rabbit/", "rabbit:15672/api/", "amqp://rabbit"],
     "FLOWER_PORT": ["0", "-1", "http", "65536", "70000"],
     "FLOWER_BASIC_AUTH": ["admin", "admin:", ":secret", "admin:secret,ops"],

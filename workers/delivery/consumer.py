@@ -10,7 +10,9 @@ body byte for byte, and only then acked. A message whose delivery count
 On receipt, in this order (each a refusal to the DLQ with a reason):
 
 1. receive translators adapt the delivery (an event becomes its handler's task);
-2. poison: the delivery count reached the limit;
+2. poison: the delivery count reached the limit (with a prefetch window above
+   one message per slot, only the deliveries a worker took count, not those
+   that only waited in a dead worker's window: :mod:`workers.delivery.starts`);
 3. the headers and body Celery will read (:mod:`workers.delivery.receipt`):
    wrong types, properties that were not UTF-8 (the consuming connection
    reads frames with :mod:`workers.frames`, so such a message
@@ -56,6 +58,7 @@ from workers.delivery.lifecycle import Lifecycle, install_lifecycle
 from workers.delivery.rates import RateSchedules, Slot
 from workers.delivery.receipt import Refusal, check_body, check_headers
 from workers.delivery.results import record_refusal, refusal_exception
+from workers.delivery.starts import TakeLedger, deliveries_taken, takes_folder
 from workers.frames import TOLERANT_TRANSPORT_OPTIONS
 
 logger = logging.getLogger(__name__)
@@ -66,6 +69,8 @@ NATIVE_DELAYED_DELIVERY = "celery.worker.consumer.delayed_delivery:DelayedDelive
 TOPOLOGY_STEP = "workers.delivery.bootsteps.topology:DeclareTopology"
 #: The consumer step that counts how late delayed tasks arrive.
 LATENESS_STEP = "workers.delivery.bootsteps.lateness:DelayLateness"
+#: The consumer step that gives a solo pool time limits and heartbeats while a task runs.
+SOLO_STEP = "workers.delivery.bootsteps.solo_limits:SoloGuard"
 #: Seconds task events may wait in the worker's buffer before they are published.
 EVENT_FLUSH_INTERVAL = 0.1
 #: Errors in a message's shape that surface while Celery builds the request.
@@ -79,6 +84,7 @@ class PlatformConsumer(Consumer):
         default_steps = [step for step in Consumer.Blueprint.default_steps if step != NATIVE_DELAYED_DELIVERY]
         default_steps.insert(default_steps.index("celery.worker.consumer.tasks:Tasks"), TOPOLOGY_STEP)
         default_steps.append(LATENESS_STEP)
+        default_steps.append(SOLO_STEP)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # -- extension point: receive translators (registry) -------------------
@@ -96,6 +102,9 @@ class PlatformConsumer(Consumer):
         self.lifecycle = Lifecycle(self.app, self.hostname or socket.gethostname(), self.queue_by_tag)
         install_lifecycle(self.app, self.lifecycle)
         self.delivery_limit = platform_config(self.app).settings.delivery_limit
+        #: Deliveries workers took, so prefetched-only ones are not counted as poison.
+        settings = platform_config(self.app).settings
+        self.takes = TakeLedger(takes_folder(settings.state_url, settings.run_dir))
 
     def connection_for_read(self, heartbeat: float | None = None) -> Any:
         """The consuming connection: it reads frames tolerating properties that are not UTF-8."""
@@ -188,17 +197,22 @@ class PlatformConsumer(Consumer):
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Any:
         handle = super().create_task_handler(*args, **kwargs)
         limit = self.delivery_limit
+        # A window above one message per slot: a message may go back only having waited.
+        windowed = (self.prefetch_multiplier or 1) > 1
         connection_errors = tuple(self.connection_errors or ())
 
         def on_task_received(message: Any) -> Any:
             message = self.translate(message)  # extension point: receive translators
             deliveries = delivery_count(message.headers)
-            if deliveries >= limit:
+            taken = deliveries
+            if windowed and deliveries >= limit:
+                taken = self.deliveries_taken(message, deliveries)
+            if taken >= limit:
                 return self.refuse(
                     message,
                     ErrorClass.POISON,
                     "DeliveryLimitExceeded",
-                    f"delivered {deliveries + 1} times; the {deliveries} earlier deliveries "
+                    f"delivered {deliveries + 1} times; the {taken} earlier deliveries "
                     "ended without an ack (the worker process died)",
                 )
             refusal = receipt_refusal(message)
@@ -212,6 +226,8 @@ class PlatformConsumer(Consumer):
             slot = self.rate_limited_until(message)
             if slot is not None:
                 return self.postpone(message, slot)
+            if windowed:
+                self.take_delivery(message)
             try:
                 return handle(message)
             except connection_errors:
@@ -223,6 +239,32 @@ class PlatformConsumer(Consumer):
                 return self.refuse(message, ErrorClass.UNDECODABLE, type(exc).__name__, str(exc))
 
         return on_task_received
+
+    # -- poison: deliveries taken, not deliveries returned -----------------------
+
+    def deliveries_taken(self, message: Any, deliveries: int) -> int:
+        """Earlier deliveries of ``message`` a worker took (see :mod:`workers.delivery.starts`).
+
+        Without a task id, or if the take files can't be read, every return counts.
+        """
+        task_id = message.headers.get("id") if isinstance(message.headers, Mapping) else None
+        if not isinstance(task_id, str):
+            return deliveries
+        try:
+            return deliveries_taken(deliveries, self.takes.taken(task_id))
+        except Exception as exc:  # noqa: BLE001 - count every return, as the broker does
+            logger.warning(
+                "could not read the redeliveries of %s (%r); counting all %d", task_id, exc, deliveries
+            )
+            return deliveries
+
+    def take_delivery(self, message: Any) -> None:
+        """Record that this worker takes ``message`` and runs it now."""
+        task_id = message.headers.get("id")
+        try:
+            self.takes.take(task_id)
+        except Exception as exc:  # noqa: BLE001 - the message still runs; the broker's own limit stays
+            logger.warning("could not record the delivery of %s: %r", task_id, exc)
 
     # -- extension point: receive translators (method) ------------------------
     def translate(self, message: Any) -> Any:

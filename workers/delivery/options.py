@@ -13,6 +13,10 @@ publish can carry, on every publish (:mod:`workers.delivery.publishing`).
   in the app's configuration): refused. The lifecycle is "ack after the work"
   and "a lost worker means redelivery"; an early ack would lose the message
   when the worker dies, and the platform settles failures itself.
+- ``time_limit`` / ``soft_time_limit`` under the ``threads`` worker layout
+  (``PLATFORM_WORKER_LAYOUT``): refused, Celery's thread pool can't stop a
+  task. The ``solo`` layout enforces them itself
+  (:mod:`workers.delivery.bootsteps.solo_limits`), ``prefork`` in its pool.
 - ``rate_limit``: must be a rate Celery understands (``"10/s"``, ``"100/m"``,
   ``"3/h"``, a number of tasks per second); honoured per worker instance by
   :mod:`workers.delivery.rates`.
@@ -74,13 +78,13 @@ def check_lifecycle_options(task_class: Any, name: str) -> None:
 def check_celery_options(task_class: Any, settings: Any) -> None:
     """Refuse Celery options of ``task_class`` the platform can't honour.
 
-    ``settings`` (the platform's) is accepted for checks that depend on them;
-    none does yet.
+    ``settings`` (the platform's): time limits depend on its worker layout.
 
     Raises:
         UnsupportedOption: a priority, given to ``@app.task(priority=...)`` or
             inherited from Celery's ``task_default_priority``; late ack or
-            redelivery on a lost worker turned off.
+            redelivery on a lost worker turned off; a time limit under the
+            ``threads`` layout.
         ValueError: a ``rate_limit`` Celery can't read.
     """
     name = task_class.name or task_class.__name__
@@ -89,6 +93,7 @@ def check_celery_options(task_class: Any, settings: Any) -> None:
         task_class.priority,
         f"task {name} (from @app.task(priority=...) or the task_default_priority setting)",
     )
+    check_time_limits(task_class, name, getattr(settings, "worker_layout", "prefork"))
     limit = getattr(task_class, "rate_limit", None)
     if limit is not None:
         try:
@@ -97,3 +102,24 @@ def check_celery_options(task_class: Any, settings: Any) -> None:
             raise ValueError(
                 f"task {name}: rate_limit={limit!r} is not a rate (e.g. '10/s', '100/m', '3/h')"
             ) from None
+
+
+#: Layouts whose pool can't stop a running task, so time limits are refused there.
+NO_TIME_LIMITS = ("threads",)
+
+
+def check_time_limits(task_class: Any, name: str, layout: str) -> None:
+    """Refuse ``time_limit`` / ``soft_time_limit`` where the worker layout can't enforce them.
+
+    Raises:
+        UnsupportedOption: a time limit under a layout of :data:`NO_TIME_LIMITS`.
+    """
+    if layout not in NO_TIME_LIMITS:
+        return
+    for option in ("time_limit", "soft_time_limit"):
+        value = getattr(task_class, option, None)
+        if value:
+            raise UnsupportedOption(
+                f"task {name}: {option}={value!r} is not supported under PLATFORM_WORKER_LAYOUT={layout}: "
+                "its thread pool can't stop a running task; use the solo or prefork layout"
+            )

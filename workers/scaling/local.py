@@ -50,6 +50,8 @@ from typing import TYPE_CHECKING, Any
 from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
+from config.layout import pool_options
+
 if TYPE_CHECKING:
     from celery import Celery
 
@@ -121,7 +123,7 @@ class LocalPool:
         Args:
             settings: the platform's settings (its run folder, broker).
             app: a Celery app on the same broker, for control commands (default: built from ``settings``).
-            command: the worker command before ``-Q``/``-n``.
+            command: the worker command before ``-Q``, the layout's pool options and ``-n``.
             extra_args: more worker options (default: ``-l info``).
             environ: the workers' environment (default: this process's), ``PLATFORM_RUN_DIR`` added.
             clock: monotonic seconds.
@@ -134,6 +136,8 @@ class LocalPool:
         self.run_dir = Path(settings.run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.command = tuple(command)
+        # Each process runs as the worker layout says (solo by default: one task slot per process).
+        self.pool_options = tuple(pool_options(settings))
         self.extra_args = tuple(extra_args)
         self.environ = {**(os.environ if environ is None else environ), "PLATFORM_RUN_DIR": str(self.run_dir)}
         self.clock = clock
@@ -224,7 +228,7 @@ class LocalPool:
         log_path = self.run_dir / f"{name}.log"
         if log_path.exists():
             log_path.replace(self.run_dir / f"{name}.log.1")
-        args = [*self.command, "-Q", queue, "-n", f"{queue}-{index}@%h", *self.extra_args]
+        args = [*self.command, "-Q", queue, *self.pool_options, "-n", f"{queue}-{index}@%h", *self.extra_args]
         with open(log_path, "ab") as log:
             process = subprocess.Popen(
                 args,

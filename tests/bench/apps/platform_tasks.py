@@ -47,6 +47,13 @@ def sleep(seconds: float) -> None:
     time.sleep(seconds)
 
 
+@app.task(name="bench.io")
+def io(seconds: float) -> None:
+    """Wait ``seconds`` (a stand-in for I/O), then count the completion."""
+    time.sleep(seconds)
+    marks.count()
+
+
 @app.task(name="bench.storm", retry_base=STORM_BACKOFF, retry_jitter_max=0.5, max_retries=5)
 def storm() -> None:
     """Always fail transiently: the message backs off in ``bench.retry.N``."""

@@ -40,6 +40,9 @@ _active: dict[str, Any] = {}
 def _start(role: str) -> None:
     from pyinstrument import Profiler
 
+    if any(not name.endswith("-memory") for name in _active):
+        return  # a solo worker is main and pool in one process: one profiler covers both
+
     if os.environ.get(TRACEMALLOC_VARIABLE):
         tracemalloc.start(1)
         _active[f"{role}-memory"] = tracemalloc.take_snapshot()
@@ -64,6 +67,12 @@ def _stop(role: str) -> None:
         lines = [f"allocation growth in the {role} process {os.getpid()} (top {TOP_ALLOCATIONS})"]
         lines += [str(stat) for stat in growth[:TOP_ALLOCATIONS]]
         Path(folder, f"memory-{stem}.txt").write_text("\n".join(lines) + "\n")
+
+
+def _stop_all() -> None:
+    """Write every profile this process still runs (a solo worker's ``pool`` one ends here too)."""
+    for role in [name for name in _active if not name.endswith("-memory")]:
+        _stop(role)
 
 
 def write_flat(profiler: Any, folder: Path, stem: str) -> None:
@@ -94,6 +103,6 @@ def install_if_asked() -> None:
     from celery import signals
 
     signals.worker_ready.connect(lambda **_: _start("main"), weak=False)
-    signals.worker_shutdown.connect(lambda **_: _stop("main"), weak=False)
+    signals.worker_shutdown.connect(lambda **_: _stop_all(), weak=False)
     signals.worker_process_init.connect(lambda **_: _start("pool"), weak=False)
     signals.worker_process_shutdown.connect(lambda **_: _stop("pool"), weak=False)

@@ -82,6 +82,11 @@ def build_app(mode: str, broker_url: str) -> Celery:
     def sleep(seconds: float) -> None:
         time.sleep(seconds)
 
+    @stock.task(name="bench.io")
+    def io(seconds: float) -> None:
+        time.sleep(seconds)
+        marks.count()
+
     @stock.task(
         name="bench.storm",
         autoretry_for=(UpstreamUnavailable,),
