@@ -80,7 +80,8 @@ class Sizes:
 #: The full suite (issue 6 sizes).
 FULL = Sizes()
 
-#: ``--quick``: every case at a tiny size; the whole suite in under 2 minutes.
+#: ``--quick``: every case at a tiny size; the whole suite in under 2 minutes (the cases with
+#: ``Case.quick`` False, autoscale and saga, only when ``--cases`` names them).
 QUICK = Sizes(
     drain_tasks=300,
     drain_body_tasks=60,
@@ -106,7 +107,7 @@ QUICK = Sizes(
     delay_stock_parked=100,
     delay_stock_hold_timeout=3.0,
     delay_settle=0.2,
-    autoscale_tasks=2_000,
+    autoscale_tasks=5_000,
     saga_orders=30,
     saga_latency_orders=5,
     explainers=False,

@@ -32,7 +32,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -158,7 +157,7 @@ def burst_once(run: SideRun, workers: int, autoscaled: bool) -> dict[str, float]
                 return all(p.alive() for p in processes)
 
             with QueueProbe(vhost) as probe:
-                wait_consumers(probe, workers, alive)
+                probe.wait_for_consumer(PLATFORM.queue, START_TIMEOUT, alive, consumers=workers)
                 first_publish = time.time()
                 begun = time.perf_counter()
                 PLATFORM.fill(vhost, "bench.noop", ([] for _ in range(tasks)))
@@ -187,28 +186,12 @@ def burst_once(run: SideRun, workers: int, autoscaled: bool) -> dict[str, float]
         done = actions(folder / "engine.log")
         # from the minimum up (the engine's first pass starts the first worker: 0 -> 1)
         ups = [(at, to) for at, before, to in done if to > before >= 1]
-        if not ups:
-            raise RuntimeError(f"the engine never scaled up during a burst of {tasks:,} tasks")
-        measured["first_scale_up"] = ups[0][0] - first_publish
-        measured["peak_workers"] = float(max(to for _, to in ups))
+        # no scale-up (the burst drained before the engine saw it): no first_scale_up this round
+        if ups:
+            measured["first_scale_up"] = ups[0][0] - first_publish
+        measured["peak_workers"] = float(max((to for _, to in ups), default=1))
         measured["scale_up_budget"] = SCALE_UP_BUDGET
     return measured
-
-
-def wait_consumers(probe: QueueProbe, workers: int, alive: Callable[[], bool]) -> None:
-    """Wait until ``bench`` has ``workers`` consumers (a solo worker is one consumer).
-
-    Raises:
-        TimeoutError: not within :data:`START_TIMEOUT`, or a process exited.
-    """
-    deadline = time.perf_counter() + START_TIMEOUT
-    while True:
-        found = probe.read(PLATFORM.queue)
-        if found and found[1] >= workers:
-            return
-        if time.perf_counter() > deadline or not alive():
-            raise TimeoutError(f"{found[1] if found else 0} of {workers} consumers on bench after start")
-        time.sleep(0.01)
 
 
 def stop_all(processes: list[BenchProcess]) -> None:
@@ -273,6 +256,8 @@ def case(sizes: Sizes) -> Case:
             "engine reads the management API's counts, which RabbitMQ refreshes every few seconds",
             "the fixed sides run the local pool's own worker command (layout pool options, -l info), so "
             "the sides differ only in how many workers run and when",
+            "a round without a scale-up (the burst drained before the engine saw it) has no first_scale_up "
+            "and peak_workers 1",
             "not part of --quick runs unless named in --cases (make test's quick suite leaves it out)",
         ],
         quick=False,
