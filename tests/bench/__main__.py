@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench import charts, machine, report
-from tests.bench.cases import CASES, NOT_BUILT
+from tests.bench.cases import CASES, NOT_BUILT, quick_cases
 from tests.bench.processes import ROOT
 from tests.bench.progress import Progress
 from tests.bench.runner import MISS, not_built, profile_case, run_case
@@ -32,7 +32,12 @@ MIN_ROUNDS = 3
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__.split("\n\n")[1])
-    parser.add_argument("--quick", action="store_true", help="every case at a tiny size (under 2 minutes)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="the quick cases at a tiny size (under 2 minutes); cases outside the quick set run "
+        "only when named in --cases",
+    )
     parser.add_argument("--out", type=Path, help="results folder (default results/bench-<timestamp>)")
     names = [*CASES, *NOT_BUILT]
     parser.add_argument("--cases", help=f"comma-separated subset of: {','.join(names)}")
@@ -49,6 +54,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         unknown = [c for c in options.cases if c not in names]
         if unknown:
             parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(names)}")
+    elif options.quick:
+        options.cases = [*quick_cases(), *NOT_BUILT]
     else:
         options.cases = names
     if options.rounds is not None and options.rounds < MIN_ROUNDS:

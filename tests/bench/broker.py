@@ -56,20 +56,23 @@ class QueueProbe:
         found = self.read(queue)
         return found[0] if found else 0
 
-    def wait_for_consumer(self, queue: str, timeout: float, alive: Any = None) -> float:
-        """Wait until ``queue`` has a consumer; returns the time (``perf_counter``) it was seen.
+    def wait_for_consumer(self, queue: str, timeout: float, alive: Any = None, consumers: int = 1) -> float:
+        """Wait until ``queue`` has ``consumers`` consumers; returns the time (``perf_counter``) it was seen.
 
         Raises:
-            TimeoutError: no consumer within ``timeout`` seconds, or ``alive()`` said no.
+            TimeoutError: not within ``timeout`` seconds, or ``alive()`` said no.
         """
         deadline = time.perf_counter() + timeout
         while True:
             found = self.read(queue)
             now = time.perf_counter()
-            if found and found[1] > 0:
+            if found and found[1] >= consumers:
                 return now
             if now > deadline or (alive is not None and not alive()):
-                raise TimeoutError(f"no consumer on queue {queue!r} after {timeout:.0f}s")
+                seen = found[1] if found else 0
+                raise TimeoutError(
+                    f"{seen} of {consumers} consumer(s) on queue {queue!r} after {timeout:.0f}s"
+                )
             time.sleep(0.002)
 
     def close(self) -> None:

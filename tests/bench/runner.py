@@ -102,6 +102,8 @@ class Case:
     profile_side: str | None = None
     #: Trace allocations in that run too (memory targets).
     profile_memory: bool = False
+    #: Part of ``--quick`` runs (``make test``); False: only when named in ``--cases``.
+    quick: bool = True
 
 
 def profile_case(case: Case, sizes: Sizes, results: Path) -> list[str]:

@@ -61,6 +61,14 @@ class Sizes:
     delay_stock_hold_timeout: float = 30.0
     #: Seconds a worker runs with its parked messages before memory is read again.
     delay_settle: float = 3.0
+    #: No-op tasks of the autoscale case's burst.
+    autoscale_tasks: int = 20_000
+    #: Most workers of the autoscaled side, and the workers of the fixed-max side.
+    autoscale_max: int = 4
+    #: Orders placed at once by the saga case's throughput phase (each one saga).
+    saga_orders: int = 1_000
+    #: Orders placed one at a time (each waits for the last to end) by its latency phase.
+    saga_latency_orders: int = 50
     #: Default rounds per case (at least 3).
     rounds: int = 3
     #: Also measure sides that only explain a cost (no idempotency, no events, raw prefetch 1).
@@ -72,7 +80,8 @@ class Sizes:
 #: The full suite (issue 6 sizes).
 FULL = Sizes()
 
-#: ``--quick``: every case at a tiny size; the whole suite in under 2 minutes.
+#: ``--quick``: every case at a tiny size; the whole suite in under 2 minutes (the cases with
+#: ``Case.quick`` False, autoscale and saga, only when ``--cases`` names them).
 QUICK = Sizes(
     drain_tasks=300,
     drain_body_tasks=60,
@@ -98,6 +107,9 @@ QUICK = Sizes(
     delay_stock_parked=100,
     delay_stock_hold_timeout=3.0,
     delay_settle=0.2,
+    autoscale_tasks=5_000,
+    saga_orders=30,
+    saga_latency_orders=5,
     explainers=False,
     profile=False,
 )

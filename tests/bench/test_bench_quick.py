@@ -14,12 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.cases import CASES, NOT_BUILT
+from tests.bench.cases import NOT_BUILT, quick_cases
 from tests.bench.processes import ROOT
 from tests.conftest import require_broker
 from tests.support.broker import in_ci
 
 pytestmark = pytest.mark.broker
+
+#: The built cases ``--quick`` measures (the others, e.g. autoscale and saga, only when named).
+CASES = quick_cases()
 
 #: Verdicts a ratio may have.
 RATIO_VERDICTS = {"PASS", "MISS", "INFO", "ERROR"}

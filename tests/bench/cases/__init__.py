@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tests.bench.cases import delays, drain, enqueue, fan_out, latency, memory, peer, replay_rate, retry_storm
+from tests.bench.cases import (
+    autoscale,
+    delays,
+    drain,
+    enqueue,
+    fan_out,
+    latency,
+    memory,
+    peer,
+    replay_rate,
+    retry_storm,
+    saga,
+)
 from tests.bench.runner import Case
-from tests.bench.sizes import Sizes
+from tests.bench.sizes import QUICK, Sizes
 
 #: Case name -> builder, in run order.
 CASES: dict[str, Callable[[Sizes], Case]] = {
@@ -19,7 +31,14 @@ CASES: dict[str, Callable[[Sizes], Case]] = {
     "replay_rate": replay_rate.case,
     "fan_out": fan_out.case,
     "delays": delays.case,
+    "autoscale": autoscale.case,
+    "saga": saga.case,
 }
 
 #: Cases of later issues: listed in the table and the JSON, not measured.
 NOT_BUILT: dict[str, tuple[str, str]] = {}
+
+
+def quick_cases() -> list[str]:
+    """The built cases a ``--quick`` run measures when ``--cases`` names none (``Case.quick``)."""
+    return [name for name, build in CASES.items() if build(QUICK).quick]
