@@ -73,7 +73,7 @@ def test_make_demo_from_the_readme_starts_the_platform_runs_the_tour_and_make_do
     demo = run_make("demo", env=env, timeout=240)
     print(demo.stdout)
     assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert "The platform is up: 11 workers" in demo.stdout  # 5 services, default, 5 subscribers
+    assert "The platform is up: workers for 11 queues" in demo.stdout  # 5 services, default, 5 subscribers
     # The seed's subscriptions are on: one order.created reaches four services (payments ignores it: no saga).
     assert "Published 1 event: order.created" in demo.stdout
     assert "email.events, analytics.events, inventory.events" in demo.stdout
