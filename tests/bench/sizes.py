@@ -69,7 +69,7 @@ class Sizes:
     saga_orders: int = 1_000
     #: Orders placed one at a time (each waits for the last to end) by its latency phase.
     saga_latency_orders: int = 50
-    #: Default rounds per case (at least 3).
+    #: Default rounds per case (at least 3 for a measurement; ``--quick`` runs one).
     rounds: int = 3
     #: Also measure sides that only explain a cost (no idempotency, no events, raw prefetch 1).
     explainers: bool = True
@@ -112,4 +112,6 @@ QUICK = Sizes(
     saga_latency_orders=5,
     explainers=False,
     profile=False,
+    # one round: --quick checks that every case runs and reports, never how fast (make test)
+    rounds=1,
 )
