@@ -62,8 +62,17 @@ topology: broker ## Declare every exchange and queue (workers also do it at star
 worker: broker ## Run one worker on all queues in the foreground
 	$(CELERY) worker -l info
 
+#: make demo BURST=1: the tour, then a burst of tasks the autoscaler absorbs (tasks/demo/burst.py).
+BURST ?= 0
 #: make up AUTOSCALE=1: the autoscaler (make autoscale) runs the workers instead of one per queue.
+#: BURST=1 implies it, with a short cooldown and window so the pool shrinks back within the tour.
+ifeq ($(BURST),1)
+AUTOSCALE ?= 1
+export PLATFORM_SCALE_COOLDOWN ?= 3
+export PLATFORM_SCALE_WINDOW ?= 10
+else
 AUTOSCALE ?= 0
+endif
 up: export AUTOSCALE := $(AUTOSCALE)
 up: broker ## Start a worker per work queue (AUTOSCALE=1: the autoscaler) and Flower in the background (.run/)
 	@$(SCRIPTS)/up.sh
@@ -74,8 +83,9 @@ down: setup ## Stop what 'make up' started
 flower: broker ## Run Flower in the foreground (FLOWER_ADDRESS, FLOWER_PORT, FLOWER_BASIC_AUTH)
 	$(PY) -m workers.ops.flower
 
-demo: up ## Start everything and run sample work: successes, retries, dead letters
+demo: up ## Start everything and run sample work: successes, retries, dead letters (BURST=1: and a burst the autoscaler absorbs)
 	$(PY) -m tasks.demo
+	@if [ "$(BURST)" = 1 ]; then echo "$(PY) -m tasks.demo.burst"; $(PY) -m tasks.demo.burst; fi
 
 test: broker ## Run the whole test suite (unit, integration, e2e, bench-quick)
 	@echo "$(PY) -m pytest tests/ $(PYTEST_ARGS)"

@@ -87,6 +87,19 @@ ready() {
 # all_ready LOG: every worker process of the group has logged "ready.".
 all_ready() { [ "$(grep -c " ready\.$" "$1" || true)" -ge "$PROCESSES" ]; }
 
+# One way to run the workers at a time: fixed groups, or the autoscaler's.
+if [ "${AUTOSCALE:-0}" = 1 ]; then
+    for queue in "${QUEUES[@]}"; do
+        if pid=$(running_pid "worker-$queue"); then
+            echo "up: error: fixed workers of 'make up' are running (worker-$queue, pid $pid); run 'make down' first, then 'make up AUTOSCALE=1'" >&2
+            exit 1
+        fi
+    done
+elif pid=$(running_pid autoscale); then
+    echo "up: error: the autoscaler of 'make up AUTOSCALE=1' is running (pid $pid); run 'make down' first, then 'make up'" >&2
+    exit 1
+fi
+
 STARTED=()
 if [ "${AUTOSCALE:-0}" = 1 ]; then
     start autoscale "$PY" -m celery -A config scale run

@@ -1,19 +1,24 @@
-"""``make up AUTOSCALE=1``, Flower's Scaling page in a real headless Chromium, and ``make down``.
+"""``make up AUTOSCALE=1``, Flower's Scaling page in a real headless Chromium, the burst tour, and ``make down``.
 
 The autoscaler runs the pools (each at its minimum of one worker) instead of
 ``make up``'s fixed workers; Flower runs as ``make up`` starts it. The page
-must show what the engine decided; ``make down`` must leave nothing running.
+must show what the engine decided; the burst tour (``make demo BURST=1``'s
+second part) must see the pool grow and come back; ``make down`` must leave
+nothing running.
 Screenshots land in results/e2e/<test>/.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import is_running, processes_marked_with, run_make
 from tests.support.wait import wait_for
+from tests.support.worker import ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.broker]
 
@@ -25,13 +30,21 @@ def test_make_up_with_autoscale_runs_the_pools_flower_shows_their_sizes_and_make
     autoscaler, Flower and one worker of each queue (orders-1, default-1); the
     Scaling page (linked from Flower's navbar) shows orders with pool size 1,
     desired 1 and the engine's last decision; ``make down`` stops all of them
-    and nothing carrying the run folder's mark is left."""
+    and nothing carrying the run folder's mark is left. In between, the burst
+    tour sends 800 tasks of 10 ms: its timeline shows the pool growing, every
+    task completes, the pool is back at 1 and the broker redelivered nothing."""
     env = {
         **make_cluster,
         "PLATFORM_QUEUES": "orders",
-        "PLATFORM_TASK_MODULES": "tests.support.tasks",
+        "PLATFORM_TASK_MODULES": "tests.support.tasks,tasks.analytics",
         "PLATFORM_SUBSCRIPTIONS_FILE": "",
         "PLATFORM_SCALE_INTERVAL": "1",
+        # small enough for the tour to grow and shrink the pool within seconds
+        "PLATFORM_SCALE_UP_ABOVE": "200",
+        "PLATFORM_SCALE_DOWN_BELOW": "50",
+        "PLATFORM_SCALE_COOLDOWN": "2",
+        "PLATFORM_SCALE_WINDOW": "4",
+        "PLATFORM_SCALE_MAX": "3",
         "AUTOSCALE": "1",
     }
     run_dir = Path(env["PLATFORM_RUN_DIR"])
@@ -56,6 +69,22 @@ def test_make_up_with_autoscale_runs_the_pools_flower_shows_their_sizes_and_make
         page.screenshot(path=str(screenshot_dir / "flower-scale.png"), full_page=True)
     finally:
         page.close()
+
+    burst = subprocess.run(
+        [sys.executable, "-m", "tasks.demo.burst", "--queue", "orders", "--tasks", "800", "--millis", "10"]
+        + ["--timeout", "90"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    print(burst.stdout)
+    assert burst.returncode == 0, burst.stdout + burst.stderr
+    assert "peak 3 workers" in burst.stdout, burst.stdout
+    assert "Burst of 800 tasks drained in" in burst.stdout, burst.stdout
+    assert "Back to 1 worker(s)" in burst.stdout, burst.stdout
+    assert "redelivered by the broker meanwhile: 0 " in burst.stdout, burst.stdout
 
     down = run_make("down", env=env)
     assert down.returncode == 0, down.stdout + down.stderr
