@@ -236,3 +236,38 @@ def test_a_resize_that_fails_is_logged_not_counted_and_tried_again_next_pass(cap
     assert [r.acted for r in (*first, *second)] == [False, True]
     assert pool.sizes == {"orders": 1}
     assert "resize to 1 failed" in caplog.records[0].getMessage()
+
+
+@dataclass
+class DyingPool(SizedPool):
+    """A pool whose workers die: ``restarts`` counts those it started again, as the local pool does."""
+
+    restarts: dict[str, int] = field(default_factory=dict)
+
+
+def test_a_pool_whose_workers_keep_dying_does_not_grow_on_the_poison_they_leave_behind() -> None:
+    """Given 500 due (above the threshold of 100) while two workers died within
+    the 20 s window, the engine holds the pool and says poison is suspected;
+    once the deaths are older than the window, the same backlog grows it."""
+    counts, pool, clock = Counts({"orders": 500}), DyingPool({"orders": 1}), Clock()
+    scaler = engine(counts, pool, clock)
+    scaler.step()  # nothing died yet: grows at once
+    assert pool.asked == [("orders", 3)]
+
+    clock.now += 11  # past the cooldown; two workers died since the last pass
+    pool.restarts["orders"] = 2
+    [report] = scaler.step()
+    assert pool.asked == [("orders", 3)]
+    assert "2 worker deaths within 20 s (poison suspected)" in report.reason
+
+    clock.now += 21  # the deaths leave the window
+    [report] = scaler.step()
+    assert pool.asked == [("orders", 3), ("orders", 4)], report.reason
+
+
+def test_one_death_in_a_burst_does_not_stop_the_pool_growing() -> None:
+    counts, pool, clock = Counts({"orders": 500}), DyingPool({"orders": 1}), Clock()
+    scaler = engine(counts, pool, clock)
+    pool.restarts["orders"] = 1
+    scaler.step()
+    assert pool.asked == [("orders", 3)]

@@ -49,6 +49,34 @@ def acted(seconds_ago: float, history: History | None = None) -> History:
 
 # (id, signal, current workers, limits, history, desired, reason)
 CASES = [
+    # --- poison: workers dying within the window stop growth, not shrinking
+    (
+        "two deaths within the window: no growth, poison suspected",
+        QueueSignal("orders", 5000, 0, 1, recent_deaths=2),
+        1,
+        DEFAULTS,
+        History(),
+        1,
+        "backlog 5,000 > 1,000 but 2 worker deaths within 300 s (poison suspected): hold (1)",
+    ),
+    (
+        "one death: a burst still grows",
+        QueueSignal("orders", 5000, 0, 1, recent_deaths=1),
+        1,
+        DEFAULTS,
+        History(),
+        3,
+        "backlog 5,000 > 1,000: +2 (1 -> 3)",
+    ),
+    (
+        "deaths never hold a pool below its minimum",
+        QueueSignal("orders", 5000, 0, 1, recent_deaths=5),
+        0,
+        DEFAULTS,
+        History(),
+        1,
+        "below min 1: 0 -> 1",
+    ),
     # --- thresholds, going up: the present sample is enough
     (
         "above the up threshold: +2",

@@ -28,7 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from workers.scaling.limits import ScaleLimits
 from workers.scaling.policy import History, decide
@@ -114,6 +114,9 @@ class Engine:
         #: The last report of each queue.
         self.last: dict[str, QueueReport] = {}
         self._unavailable: str | None = None
+        #: Each queue's pool restarts at the last pass, and when the deaths since were seen.
+        self._restarts_seen: dict[str, int] = {}
+        self._deaths: dict[str, list[float]] = {}
 
     def step(self) -> list[QueueReport]:
         """One pass over every queue; an empty list when there was no signal (nothing changed).
@@ -145,6 +148,7 @@ class Engine:
                     "scale %s: the pool did not say how many workers it runs: %s; holding", queue, exc
                 )
                 continue
+            signal = replace(signal, recent_deaths=self._recent_deaths(queue, now))
             decision = decide(signal, current, self.limits[queue], self.histories.get(queue, History()), now)
             history = decision.history
             acted = decision.change != 0 and not self.dry_run
@@ -188,6 +192,22 @@ class Engine:
             if passes is not None and done >= passes:
                 return
             stop.wait(max(interval - (self.clock() - started), 0.0))
+
+    def _recent_deaths(self, queue: str, now: float) -> int:
+        """Workers of ``queue`` that died within its window, from the pool's restart count.
+
+        A pool that counts restarts has a ``restarts`` mapping (queue -> workers
+        started again, e.g. :class:`~workers.scaling.local.LocalPool`); for any
+        other pool this is 0 and the poison rule of the policy never applies.
+        """
+        restarts = getattr(self.pool, "restarts", None)
+        total = restarts.get(queue, 0) if isinstance(restarts, Mapping) else 0
+        new = total - self._restarts_seen.get(queue, total)
+        self._restarts_seen[queue] = total
+        start = now - self.limits[queue].window
+        deaths = [at for at in self._deaths.get(queue, []) if at > start] + [now] * max(new, 0)
+        self._deaths[queue] = deaths
+        return len(deaths)
 
     def _workers(self, queue: str, consumers: int | None) -> int:
         """The pool's workers of ``queue``; in a dry run, its consumers (0 when unknown)."""

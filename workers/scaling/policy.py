@@ -9,6 +9,8 @@ The first rule that applies decides:
     bounds     current outside [min, max]                  -> straight to the bound
                0 workers, something ready or unacked        -> 1 (up to step_up for a burst)
     cooldown   the last action was under `cooldown` ago    -> hold
+    poison     the load wants more, but POISON_DEATHS or   -> hold (poison suspected)
+               more workers died within the window
     up         the load wants more than current            -> + at most step_up, up to max
     down       every sample of the window wants fewer,     -> - at most step_down, not below min;
                and the samples span the whole window          with min 0, to 0 only when nothing is
@@ -23,6 +25,14 @@ What the load wants, from the due backlog (ready + unacked, :mod:`workers.scalin
 - a latency target, when set and the median task time is known (the way cloud
   target tracking does it): ``ceil(backlog / (target_latency / median_task_seconds))``
   workers, each finishing ``target / median`` tasks within the target.
+
+A poison message (one that kills its worker) goes back to the queue at each
+death and counts as due like any other: the management API can't tell them
+apart. Deaths can: the pool restarts the workers that die, and while
+:data:`POISON_DEATHS` or more died within the window the pool does not grow
+(the platform's poison limit dead-letters such a message after a few
+deliveries, and the backlog then counts again). A single death, e.g. one
+out-of-memory kill in a real burst, does not stop growth.
 
 Scaling up looks at the present sample only, so a burst is met at once;
 scaling down needs the whole stabilisation window to agree (hysteresis), so a
@@ -43,6 +53,9 @@ from dataclasses import dataclass
 
 from workers.scaling.limits import ScaleLimits
 from workers.scaling.signal import QueueSignal
+
+#: Worker deaths within the stabilisation window from which the pool stops growing (poison suspected).
+POISON_DEATHS = 2
 
 
 @dataclass(frozen=True)
@@ -154,6 +167,9 @@ def _follow_load(
     load = _describe_load(signal, limits)
     wanted = _wanted(signal.due_backlog, signal, current, limits)
     if wanted > current:
+        if signal.recent_deaths >= POISON_DEATHS:
+            deaths = f"{signal.recent_deaths} worker deaths within {limits.window:g} s"
+            return current, f"{load} but {deaths} (poison suspected)"
         desired = min(wanted, current + limits.step_up, limits.max_workers)
         return (desired, load) if desired > current else (current, f"{load} but at max {limits.max_workers}")
     if wanted == current:

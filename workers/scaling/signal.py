@@ -79,6 +79,11 @@ class QueueSignal:
     #: Median seconds one task of the queue takes; None while unknown (nothing records
     #: task times yet), which leaves a latency target unused.
     median_task_seconds: float | None = None
+    #: Workers of the queue that died and were started again within the stabilisation
+    #: window (the pool's restarts; 0 when the pool can't tell). A poison message kills
+    #: the worker that runs it at each delivery, and the management API can't tell it from
+    #: due work, so deaths are how poison shows: the policy does not grow a dying pool.
+    recent_deaths: int = 0
 
     @property
     def due_backlog(self) -> int:
