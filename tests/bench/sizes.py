@@ -61,8 +61,10 @@ class Sizes:
     delay_stock_hold_timeout: float = 30.0
     #: Seconds a worker runs with its parked messages before memory is read again.
     delay_settle: float = 3.0
-    #: No-op tasks of the autoscale case's burst.
+    #: Tasks of the autoscale case's burst.
     autoscale_tasks: int = 20_000
+    #: Seconds each of them sleeps (a stand-in for I/O: a no-op burst is CPU-bound on 2 cores).
+    autoscale_body: float = 0.005
     #: Most workers of the autoscaled side, and the workers of the fixed-max side.
     autoscale_max: int = 4
     #: Orders placed at once by the saga case's throughput phase (each one saga).
@@ -107,7 +109,7 @@ QUICK = Sizes(
     delay_stock_parked=100,
     delay_stock_hold_timeout=3.0,
     delay_settle=0.2,
-    autoscale_tasks=5_000,
+    autoscale_tasks=2_000,
     saga_orders=30,
     saga_latency_orders=5,
     explainers=False,

@@ -147,6 +147,8 @@ class System:
             command = layout_worker_command(self.queue)
         elif self.kind == "platform":
             command = celery_worker_command("config", self.queue, "platform")
+        elif self.kind == "stock" and self.layout == "solo":
+            command = [sys.executable, "-m", "tests.bench.tools.stock_group", self.queue]
         elif self.kind == "stock":
             command = celery_worker_command(STOCK_APP, self.queue, "stock")
         elif self.kind == "dramatiq":
@@ -199,6 +201,14 @@ STOCK_ACKS_LATE_QUORUM = System(
     "stock",
     "stock Celery, acks_late + prefetch multiplier 1, quorum queue on a topic exchange",
     "acks_late_quorum",
+)
+STOCK_SOLO = System(
+    "stock-solo",
+    "stock",
+    "stock Celery in the platform's default layout: 2 solo worker processes, acks_late, prefetch 2 each, "
+    "quorum queue; none of the platform's lifecycle",
+    "solo_late_quorum",
+    layout="solo",
 )
 STOCK_ACKS_LATE_CLASSIC = System(
     "stock-late-classic",

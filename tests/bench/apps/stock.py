@@ -16,6 +16,9 @@ the configuration (:data:`MODES`); ``CELERY_BROKER_URL`` the broker.
   queue (the retry storm: countdown retries on a classic queue).
 - ``confirm``: ``acks_late_quorum`` plus ``confirm_publish=True`` (the enqueue
   case's stock publisher).
+- ``solo_late_quorum``: ``acks_late_quorum`` with prefetch multiplier 2, for
+  solo worker processes (``tests.bench.tools.stock_group``): the platform's
+  default layout and window, with nothing of the platform.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from kombu import Exchange, Queue
 from tests.bench.apps import marks
 
 #: The configurations a stock side can have.
-MODES = ("defaults", "acks_late_quorum", "acks_late_classic", "confirm")
+MODES = ("defaults", "acks_late_quorum", "acks_late_classic", "confirm", "solo_late_quorum")
 #: The stock queue (Celery's default name).
 QUEUE = "celery"
 #: Seconds a storm task's countdown retry is held before it runs again.
@@ -43,7 +46,7 @@ class UpstreamUnavailable(Exception):
 
 def task_queue(mode: str) -> Queue:
     """The queue a stock app in ``mode`` consumes (and the suite pre-fills)."""
-    if mode in ("acks_late_quorum", "confirm"):
+    if mode in ("acks_late_quorum", "confirm", "solo_late_quorum"):
         return Queue(
             QUEUE,
             Exchange(QUEUE, type="topic", durable=True),
@@ -60,6 +63,8 @@ def stock_config(mode: str, broker_url: str) -> dict[str, Any]:
     config: dict[str, Any] = {"broker_url": broker_url, "task_queues": [task_queue(mode)]}
     if mode != "defaults":
         config.update(task_acks_late=True, worker_prefetch_multiplier=1)
+    if mode == "solo_late_quorum":
+        config["worker_prefetch_multiplier"] = 2
     if mode == "confirm":
         config["broker_transport_options"] = {"confirm_publish": True}
     return config

@@ -12,12 +12,18 @@ Sides, each in a fresh vhost with the platform's queue ``bench``:
   level), so the sides differ only in how many run and when.
 
 Once every side's workers consume (``fixed-max``: all of them), the burst of
-``autoscale_tasks`` no-op tasks is published with pipelined confirms; the
+``autoscale_tasks`` tasks whose body sleeps ``autoscale_body`` seconds (5 ms, a
+stand-in for the I/O most tasks wait on) is published with pipelined confirms; the
 drain time runs from the burst's first publish to the last task's completion
 mark. ``first_scale_up`` is the time from that first publish to the engine's
 first ``scale bench: 1 -> N`` log line (the engine logs it right after the pool
 started the new workers). The engine's signal is the management API's queue
 counts, which RabbitMQ refreshes every few seconds: that delay is part of it.
+
+Why not no-op tasks: on this 2-core machine a no-op burst is CPU-bound, so 4
+workers drain it only about 1.3x faster than one (0.76x the time, measured
+2026-12-07) and no scaler can show more than that; with a body that waits,
+workers add capacity, as they do for real work.
 
 After each side every process is stopped with a warm shutdown (the engine's
 SIGTERM stops its pool's workers the same way) and the side checks that no
@@ -160,9 +166,11 @@ def burst_once(run: SideRun, workers: int, autoscaled: bool) -> dict[str, float]
                 probe.wait_for_consumer(PLATFORM.queue, START_TIMEOUT, alive, consumers=workers)
                 first_publish = time.time()
                 begun = time.perf_counter()
-                PLATFORM.fill(vhost, "bench.noop", ([] for _ in range(tasks)))
+                PLATFORM.fill(vhost, "bench.io", ([sizes.autoscale_body] for _ in range(tasks)))
                 published = time.perf_counter() - begun
-                finished = wait_for_count(folder / "counter", tasks, 120 + tasks / 20, alive)
+                finished = wait_for_count(
+                    folder / "counter", tasks, 120 + tasks * max(sizes.autoscale_body, 0.001) * 2, alive
+                )
                 left = probe.ready(PLATFORM.queue)
             seconds = finished - begun
             if autoscaled:
@@ -221,7 +229,8 @@ def case(sizes: Sizes) -> Case:
     top = sizes.autoscale_max
     return Case(
         name="autoscale",
-        title=f"drain a burst of {sizes.autoscale_tasks:,} no-op tasks: autoscaled 1..{top} workers "
+        title=f"drain a burst of {sizes.autoscale_tasks:,} tasks of {sizes.autoscale_body * 1000:g} ms: "
+        f"autoscaled 1..{top} workers "
         f"vs fixed 1 and fixed {top}",
         sides=[
             side(

@@ -31,6 +31,7 @@ from tests.bench.systems import (
     RAW_PREFETCH_100,
     STOCK_ACKS_LATE_QUORUM,
     STOCK_DEFAULTS,
+    STOCK_SOLO,
     System,
 )
 
@@ -94,7 +95,7 @@ def case(sizes: Sizes) -> Case:
     # of before and stock defaults. A full run measures every side.
     systems = [PLATFORM_SOLO, PLATFORM, STOCK_DEFAULTS]
     explainers = (
-        [PLATFORM_SOLO_PREFETCH_1, PLATFORM_NO_IDEMPOTENCY, PLATFORM_NO_EVENTS, RAW_PREFETCH_1]
+        [PLATFORM_SOLO_PREFETCH_1, PLATFORM_NO_IDEMPOTENCY, PLATFORM_NO_EVENTS, RAW_PREFETCH_1, STOCK_SOLO]
         if sizes.explainers
         else []
     )
@@ -120,6 +121,11 @@ def case(sizes: Sizes) -> Case:
                 Ratio("throughput", "platform-solo", "stock-late-quorum"),
                 Ratio("throughput", "platform-solo", "platform"),
                 Ratio("throughput", "platform-solo", "platform-solo-p1"),
+                # Celery's own machinery in the same layout: the platform's cost on top of it,
+                # and how far the layout alone gets against stock defaults
+                Ratio("throughput", "platform-solo", "stock-solo"),
+                Ratio("cpu_per_1000", "platform-solo", "stock-solo"),
+                Ratio("throughput", "stock-solo", "stock-defaults"),
                 # the layout of before (prefork -c 2, prefetch 1), for comparison
                 Ratio("throughput", "platform", "stock-late-quorum"),
                 Ratio("throughput", "platform", "stock-defaults"),
@@ -142,6 +148,9 @@ def case(sizes: Sizes) -> Case:
             "so the cost of the window, the SQLite completion mark and task events shows; --quick "
             "leaves these, raw-p1, and every side but platform-solo, platform and stock-defaults out.",
             "raw-p100 / raw-p1 are the broker's limit: a py-amqp loop that only acks.",
+            "stock-solo is stock Celery (no platform code) in the platform's default layout and window: "
+            "2 solo processes, acks_late, prefetch 2 each (full runs): what Celery's own per-message "
+            "machinery costs there, so platform-solo / stock-solo is the platform's share.",
         ],
         profile_side="platform-solo",
     )
