@@ -5,6 +5,7 @@ Run with the project's interpreter from the repository root::
     python compose/scripts/probe.py setting queues          # prints: orders payments ...
     python compose/scripts/probe.py worker-queues           # work queues, the default one, subscriber queues
     python compose/scripts/probe.py worker-processes        # worker processes per queue (the layout's)
+    python compose/scripts/probe.py pool-options            # one process's pool, slots and window options
     python compose/scripts/probe.py amqp --wait 60          # 0 reachable, 1 not, 2 refused us
     python compose/scripts/probe.py management --wait 60    # the management API answers
     python compose/scripts/probe.py http URL --wait 30      # URL answers 200
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             "setting",
             "worker-queues",
             "worker-processes",
+            "pool-options",
             "amqp",
             "management",
             "http",
@@ -175,6 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         from config.layout import worker_processes
 
         print(worker_processes(settings))
+        return OK
+    if args.what == "pool-options":
+        from config.layout import pool_options
+
+        print(" ".join(pool_options(settings)))
         return OK
     if args.what == "local-broker":
         from kombu import Connection

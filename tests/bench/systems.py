@@ -202,6 +202,20 @@ STOCK_ACKS_LATE_QUORUM = System(
     "stock Celery, acks_late + prefetch multiplier 1, quorum queue on a topic exchange",
     "acks_late_quorum",
 )
+PLATFORM_SOLO_PREFETCH_4 = System(
+    "platform-solo-p4",
+    "platform",
+    "platform, 2 solo worker processes with PLATFORM_WORKER_PREFETCH=4 (up to 3 messages wait behind a running one)",
+    layout="solo",
+    layout_prefetch=4,
+)
+PLATFORM_SOLO_PREFETCH_8 = System(
+    "platform-solo-p8",
+    "platform",
+    "platform, 2 solo worker processes with PLATFORM_WORKER_PREFETCH=8 (up to 7 messages wait behind a running one)",
+    layout="solo",
+    layout_prefetch=8,
+)
 STOCK_SOLO = System(
     "stock-solo",
     "stock",

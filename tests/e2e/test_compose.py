@@ -137,3 +137,45 @@ def test_the_dockerfile_builds_from_python_3_11_slim_and_installs_the_project():
     assert "pip install ." in dockerfile
     ignored = Path(str(COMPOSE / "Dockerfile") + ".dockerignore")
     assert ignored.exists()
+
+
+def test_a_worker_container_runs_one_process_of_the_layout_and_the_replicas_are_the_processes(
+    compose, tmp_path: Path
+):
+    """The worker role's start script execs ``celery worker`` with the layout's
+    options for one process (default: solo, one slot, a window of 2) and the
+    container's queue; each worker service runs 2 replicas, as ``make up``
+    runs 2 processes per queue. A fake ``celery`` on PATH records the command."""
+    import os
+    import subprocess
+    import sys
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "celery").write_text('#!/bin/sh\necho "$@" > "$CELERY_ARGS"\n')
+    (bin_dir / "celery").chmod(0o755)
+    (bin_dir / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (bin_dir / "python").chmod(0o755)
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "CELERY_ARGS": str(tmp_path / "args"),
+        "WORKER_QUEUES": "orders",
+        "HOSTNAME": "box1",
+    }
+    env.pop("PLATFORM_WORKER_LAYOUT", None)
+    env.pop("PLATFORM_WORKER_PREFETCH", None)
+    done = subprocess.run(
+        ["bash", "compose/scripts/start-worker.sh"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "args").read_text().split() == [
+        "-A", "config", "worker", "-l", "info", "-n", "worker@box1",
+        "-P", "solo", "-c", "1", "--prefetch-multiplier", "2", "-Q", "orders",
+    ]  # fmt: skip
+    assert {service["deploy"]["replicas"] for service in worker_services(compose).values()} == {2}

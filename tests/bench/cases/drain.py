@@ -27,6 +27,8 @@ from tests.bench.systems import (
     PLATFORM_NO_IDEMPOTENCY,
     PLATFORM_SOLO,
     PLATFORM_SOLO_PREFETCH_1,
+    PLATFORM_SOLO_PREFETCH_4,
+    PLATFORM_SOLO_PREFETCH_8,
     RAW_PREFETCH_1,
     RAW_PREFETCH_100,
     STOCK_ACKS_LATE_QUORUM,
@@ -95,7 +97,15 @@ def case(sizes: Sizes) -> Case:
     # of before and stock defaults. A full run measures every side.
     systems = [PLATFORM_SOLO, PLATFORM, STOCK_DEFAULTS]
     explainers = (
-        [PLATFORM_SOLO_PREFETCH_1, PLATFORM_NO_IDEMPOTENCY, PLATFORM_NO_EVENTS, RAW_PREFETCH_1, STOCK_SOLO]
+        [
+            PLATFORM_SOLO_PREFETCH_1,
+            PLATFORM_SOLO_PREFETCH_4,
+            PLATFORM_SOLO_PREFETCH_8,
+            PLATFORM_NO_IDEMPOTENCY,
+            PLATFORM_NO_EVENTS,
+            RAW_PREFETCH_1,
+            STOCK_SOLO,
+        ]
         if sizes.explainers
         else []
     )
@@ -121,6 +131,10 @@ def case(sizes: Sizes) -> Case:
                 Ratio("throughput", "platform-solo", "stock-late-quorum"),
                 Ratio("throughput", "platform-solo", "platform"),
                 Ratio("throughput", "platform-solo", "platform-solo-p1"),
+                # the window: how much a solo process idles waiting for the next delivery
+                Ratio("throughput", "platform-solo-p4", "stock-defaults"),
+                Ratio("throughput", "platform-solo-p8", "stock-defaults"),
+                Ratio("cpu_per_1000", "platform-solo-p4", "platform"),
                 # Celery's own machinery in the same layout: the platform's cost on top of it,
                 # and how far the layout alone gets against stock defaults
                 Ratio("throughput", "platform-solo", "stock-solo"),
@@ -144,7 +158,8 @@ def case(sizes: Sizes) -> Case:
             "before (one prefork -c 2 worker, prefetch 1), measured in the same run for the CPU ratio.",
             "stock-late-quorum binds its quorum queue to a topic exchange: Celery 5.7's native "
             "delayed delivery (switched on by any quorum queue) can't bind a direct exchange.",
-            "platform-solo-p1, platform-no-idem and platform-no-events are measured in every full run, "
+            "platform-solo-p1/-p4/-p8 (windows of 1, 4 and 8 per solo process), platform-no-idem and "
+            "platform-no-events are measured in every full run, "
             "so the cost of the window, the SQLite completion mark and task events shows; --quick "
             "leaves these, raw-p1, and every side but platform-solo, platform and stock-defaults out.",
             "raw-p100 / raw-p1 are the broker's limit: a py-amqp loop that only acks.",
