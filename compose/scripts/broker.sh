@@ -58,7 +58,7 @@ amqp_status=0
 if [ "$amqp_status" = 2 ]; then
     # It answers but refuses our user or vhost: starting another broker won't help.
     "${PROBE[@]}" amqp || true
-    fail "fix the user, password or vhost in CELERY_BROKER_URL (or create the vhost)"
+    fail "fix the user, password or vhost in CELERY_BROKER_URL (or create the vhost), or the PLATFORM_BROKER_TLS_* settings"
 fi
 
 started_here=""

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import CLUSTER_ENV_FILE, Settings, load_settings
-from workers.broker import declare_topology, kombu_connection
+from workers.broker import declare_topology, settings_connection
 from workers.ops.cluster.layout import SIZE, VHOST, Layout, Node, advanced_config, node_config
 from workers.ops.cluster.nodes import (
     ClusterError,
@@ -157,7 +157,7 @@ def declare(layout: Layout) -> int:
     from config.app import build_topology
 
     settings = cluster_settings(layout)
-    with kombu_connection(settings.broker_url, settings.publish_timeout) as connection:
+    with settings_connection(settings) as connection:
         return declare_topology(connection, build_topology(settings))
 
 
