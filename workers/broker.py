@@ -198,6 +198,11 @@ def describe_connect_error(exc: BaseException) -> str:
             f"TLS: the broker's certificate was not accepted ({exc.verify_message}); "
             "check PLATFORM_BROKER_TLS_CA and the host name in the URL"
         )
+    if isinstance(exc, _ssl.SSLEOFError | _ssl.SSLZeroReturnError):
+        return (
+            "TLS handshake failed: the broker closed the connection (does it want a client "
+            "certificate, PLATFORM_BROKER_TLS_CERT?)"
+        )
     if isinstance(exc, _ssl.SSLError):
         reason = exc.reason or exc.__class__.__name__
         return f"TLS handshake failed ({reason}); is it a TLS port, and does it want a client certificate?"
