@@ -50,6 +50,9 @@ $(INSTALLED): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
 		echo "setup: could not create $(VENV); on Debian/Ubuntu: sudo apt-get install -y python3-venv" >&2; \
 		exit 1; }
+	@# The venv's bundled pip and setuptools are old releases with published advisories
+	@# (pip before 23.3, setuptools before 78.1.1): make lint's audit would flag them.
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip setuptools
 	$(PY) -m pip install --disable-pip-version-check -q -e ".[dev,bench,redis]"
 	@touch $@
 
@@ -93,12 +96,15 @@ test: broker ## Run the whole test suite (unit, integration, e2e, bench-quick)
 	if [ $$status = 5 ]; then echo "test: pytest collected no tests (exit 5); that is a failure" >&2; fi; \
 	exit $$status
 
-lint: setup ## ruff check, ruff format --check, mypy (config, workers), import layers, event schema check
+#: make lint AUDIT=0 leaves out the vulnerability audit (it needs PyPI over the network).
+AUDIT ?= 1
+lint: setup ## ruff check, ruff format --check, mypy (config, workers), import layers, event schema check, pip-audit
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 	$(CELERY) pubsub schema-check
+	@if [ "$(AUDIT)" != 0 ]; then echo "$(PY) $(SCRIPTS)/audit.py"; $(PY) $(SCRIPTS)/audit.py; fi
 
 fmt: setup ## Format the code and apply ruff's safe fixes
 	$(PY) -m ruff format .

@@ -19,6 +19,7 @@ from celery.utils.imports import symbol_by_name
 
 from config.settings import Settings, load_settings
 from config.subscriptions import Subscription, load_subscriptions
+from config.tls import broker_ssl_options
 from config.topology import TASKS_EXCHANGE, Topology, WorkQueue, subscriber_limit_arguments
 
 #: The Task base class every ``@app.task`` gets: the platform lifecycle.
@@ -161,6 +162,10 @@ def celery_config(settings: Settings, topology: Topology) -> dict[str, Any]:
         "worker_cancel_long_running_tasks_on_connection_loss": True,
         "include": list(settings.task_modules),
     }
+    ssl_options = broker_ssl_options(settings)
+    if ssl_options is not None:
+        # amqps://: every connection of the app (workers, publishers, tools) verifies the broker.
+        config["broker_use_ssl"] = ssl_options
     if settings.result_backend:
         config["result_backend"] = settings.result_backend
     else:

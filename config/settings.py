@@ -176,6 +176,16 @@ class Settings:
     #: Messages each task slot may hold unacknowledged (Celery's prefetch multiplier); 0: the
     #: layout's own (2 for ``solo``: one running, one waiting; 1 otherwise).
     worker_prefetch: int = 0
+    # -- TLS to the broker (amqps:// URLs; README "Security") --
+    #: CA bundle (PEM) that verifies the broker's certificate (and an https:// management API);
+    #: empty: the system's CAs.
+    broker_tls_ca: str = ""
+    #: Client certificate (PEM) the platform presents to the broker over TLS; empty: none.
+    broker_tls_cert: str = ""
+    #: Private key (PEM, unencrypted) of the client certificate; empty: it is in the certificate file.
+    broker_tls_key: str = ""
+    #: Check the broker's certificate and host name over TLS (off only for a throw-away test broker).
+    broker_tls_verify: bool = True
     #: Seconds of the broker heartbeat of a worker's connections (0: none).
 
 
@@ -247,6 +257,10 @@ ENVIRONMENT_NAMES: Mapping[str, str] = {
     "cluster_port": "PLATFORM_CLUSTER_PORT",
     "worker_layout": "PLATFORM_WORKER_LAYOUT",
     "worker_prefetch": "PLATFORM_WORKER_PREFETCH",
+    "broker_tls_ca": "PLATFORM_BROKER_TLS_CA",
+    "broker_tls_cert": "PLATFORM_BROKER_TLS_CERT",
+    "broker_tls_key": "PLATFORM_BROKER_TLS_KEY",
+    "broker_tls_verify": "PLATFORM_BROKER_TLS_VERIFY",
 }
 
 #: The file in ``cluster_dir`` where ``make cluster-up`` writes the cluster's URLs (KEY=value lines).
@@ -446,6 +460,16 @@ def _text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _readable_file(name: str, raw: str) -> str:
+    """A path to a file this process can read (a certificate, a key)."""
+    path = raw.strip()
+    if not os.path.isfile(path):
+        raise SettingsError(f"{name}: no such file {path!r}")
+    if not os.access(path, os.R_OK):
+        raise SettingsError(f"{name}: {path!r} is not readable by this user")
+    return path
+
+
 def _basic_auth(name: str, raw: str) -> str:
     for pair in _names(name, raw):
         user, _, password = pair.partition(":")
@@ -617,6 +641,10 @@ _CONVERTERS: Mapping[str, Callable[[str, str], object]] = {
     "cluster_port": _number(int, 1024, 35535),
     "worker_layout": _choice("solo", "prefork", "threads"),
     "worker_prefetch": _number(int, 0, 1000),
+    "broker_tls_ca": _readable_file,
+    "broker_tls_cert": _readable_file,
+    "broker_tls_key": _readable_file,
+    "broker_tls_verify": _flag,
 }
 
 
@@ -665,4 +693,62 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if settings.default_queue in settings.queues:
         raise SettingsError("PLATFORM_DEFAULT_QUEUE must differ from the queues in PLATFORM_QUEUES")
     _check_scaling(settings)
+    _check_tls(settings)
     return settings
+
+
+def uses_tls(broker_url: str) -> bool:
+    """Whether ``broker_url`` (one URL or a ``;`` failover list) connects over TLS (``amqps://``)."""
+    return broker_url.split(";")[0].strip().lower().startswith("amqps://")
+
+
+def _check_tls(settings: Settings) -> None:
+    """The TLS files fit the broker URL and each other; each is loaded once, so a bad one stops here.
+
+    The messages name the variable and the file, never a URL (it holds a password).
+    """
+    import ssl
+
+    schemes = {url.strip().partition("://")[0].lower() for url in settings.broker_url.split(";")}
+    if "amqps" in schemes and len(schemes) > 1:
+        raise SettingsError("CELERY_BROKER_URL mixes amqps:// and amqp:// URLs: use amqps:// for every node")
+    files = {
+        "PLATFORM_BROKER_TLS_CA": settings.broker_tls_ca,
+        "PLATFORM_BROKER_TLS_CERT": settings.broker_tls_cert,
+        "PLATFORM_BROKER_TLS_KEY": settings.broker_tls_key,
+    }
+    given = [variable for variable, path in files.items() if path]
+    if given and not uses_tls(settings.broker_url):
+        raise SettingsError(
+            f"{given[0]} is set but CELERY_BROKER_URL is not amqps://: use amqps:// (TLS) or unset it"
+        )
+    if settings.broker_tls_key and not settings.broker_tls_cert:
+        raise SettingsError("PLATFORM_BROKER_TLS_KEY is set without PLATFORM_BROKER_TLS_CERT")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if settings.broker_tls_ca:
+        try:
+            context.load_verify_locations(cafile=settings.broker_tls_ca)
+        except (ssl.SSLError, ValueError):
+            raise SettingsError(
+                f"PLATFORM_BROKER_TLS_CA: {settings.broker_tls_ca!r} holds no PEM certificate"
+            ) from None
+    if settings.broker_tls_cert:
+
+        def no_passphrase() -> str:
+            raise SettingsError(
+                f"PLATFORM_BROKER_TLS_KEY: the key of {settings.broker_tls_cert!r} is encrypted; "
+                "give an unencrypted key (readable only by the platform's user)"
+            )
+
+        try:
+            context.load_cert_chain(
+                settings.broker_tls_cert, settings.broker_tls_key or None, password=no_passphrase
+            )
+        except SettingsError:
+            raise
+        except (ssl.SSLError, ValueError):
+            source = settings.broker_tls_key or settings.broker_tls_cert
+            raise SettingsError(
+                f"PLATFORM_BROKER_TLS_CERT / _KEY: {settings.broker_tls_cert!r} and {source!r} "
+                "are not a PEM certificate and its matching private key"
+            ) from None

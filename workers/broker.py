@@ -1,8 +1,9 @@
 """The broker plumbing every wing shares: one helper per chore, named for what it does.
 
 - connections: :func:`amqp_connection` (raw py-amqp, for pipelined confirms),
-  :func:`kombu_connection` (for the tools), :func:`masked_url` and
-  :func:`masked_text` (what may be printed);
+  :func:`kombu_connection` and :func:`settings_connection` (for the tools; TLS
+  from the settings, :mod:`config.tls`), :func:`describe_connect_error`,
+  :func:`masked_url` and :func:`masked_text` (what may be printed);
 - the topology: :func:`declare_topology`;
 - queues: :func:`queue_depth` (passive declare, or None) and
   :func:`require_queue` (passive declare, or :class:`QueueMissing` naming it);
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl as _ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ import amqp
 from amqp.exceptions import NotFound, PreconditionFailed
 from kombu import Connection
 
+from config.settings import Settings
+from config.tls import broker_ssl_options
 from config.topology import Topology
 from workers.errors import PublishError
 from workers.frames import TOLERANT_TRANSPORT_OPTIONS, tolerant_frame_handler
@@ -41,6 +45,8 @@ _CREDENTIALS = re.compile(
 )
 #: What RabbitMQ says when a classic queue's node is down (a 404 on declare).
 HOME_NODE_DOWN = "home node"
+#: RabbitMQ's ports for AMQP and for AMQP over TLS (``amqps://``) when a URL names none.
+AMQP_PORT, AMQPS_PORT = 5672, 5671
 #: Most messages any tool reads from one queue (summaries, pages, event lookups).
 SCAN_LIMIT = 10_000
 
@@ -78,13 +84,31 @@ def masked_text(text: str) -> str:
     return _URL_IN_TEXT.sub(lambda found: f"{found['scheme']}{found['user']}:**@", text)
 
 
-def kombu_connection(url: str, timeout: float) -> Connection:
+def kombu_connection(url: str, timeout: float, ssl: dict[str, Any] | None = None) -> Connection:
     """A kombu connection to ``url`` (not yet connected) that gives up within ``timeout`` seconds.
 
     It reads messages with the platform's frame reader (:mod:`workers.frames`):
-    bodies stay the bytes that arrived.
+    bodies stay the bytes that arrived. ``ssl``: the TLS options of an
+    ``amqps://`` URL (:func:`config.tls.broker_ssl_options`; a copy is used).
     """
-    return Connection(url, connect_timeout=timeout, transport_options=dict(TOLERANT_TRANSPORT_OPTIONS))
+    return Connection(
+        url,
+        connect_timeout=timeout,
+        ssl=dict(ssl) if ssl else bool(ssl),
+        transport_options=dict(TOLERANT_TRANSPORT_OPTIONS),
+    )
+
+
+def settings_connection(settings: Settings, timeout: float | None = None) -> Connection:
+    """A kombu connection (not yet connected) to the broker of ``settings``, with their TLS options.
+
+    ``timeout`` defaults to the settings' publish timeout.
+    """
+    return kombu_connection(
+        settings.broker_url,
+        settings.publish_timeout if timeout is None else timeout,
+        broker_ssl_options(settings),
+    )
 
 
 def reading_connection(app: Any) -> Connection:
@@ -96,12 +120,17 @@ def reading_connection(app: Any) -> Connection:
     return app.connection_for_write(transport_options=dict(TOLERANT_TRANSPORT_OPTIONS))
 
 
-def amqp_connection(url: str | Connection, timeout: float) -> amqp.Connection:
+def amqp_connection(
+    url: str | Connection, timeout: float, ssl: dict[str, Any] | bool | None = None
+) -> amqp.Connection:
     """A connected raw py-amqp connection to ``url`` (an AMQP URL or a kombu connection).
 
     A failover list (``amqp://a;amqp://b``, or a kombu connection made from
     one) is tried in order, from the node the kombu connection is on; the
     first node that accepts the connection is used, each given ``timeout``.
+    TLS: ``ssl`` (:func:`config.tls.broker_ssl_options`), else the kombu
+    connection's own (Celery's ``broker_use_ssl``), else ``amqps://`` alone
+    (the system's CAs); each node's certificate is checked against its own host.
 
     Raises:
         PublishError: no node can be reached (the message masks the passwords).
@@ -109,26 +138,75 @@ def amqp_connection(url: str | Connection, timeout: float) -> amqp.Connection:
     if isinstance(url, Connection):
         current = url.as_uri(include_password=True)
         alternates = [current, *(alt for alt in url.alt if Connection(alt).as_uri(True) != current)]
+        ssl = url.ssl if ssl is None else ssl
     else:
         alternates = url.split(";")
     problems = []
     for alternate in alternates:
         parsed = Connection(alternate)
+        tls = node_ssl_options(ssl, parsed)
         try:
             connection = amqp.Connection(
-                f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 5672}",
+                f"{parsed.hostname or '127.0.0.1'}:{parsed.port or (AMQPS_PORT if tls else AMQP_PORT)}",
                 userid=parsed.userid or "guest",
                 password=parsed.password or "guest",
                 virtual_host=parsed.virtual_host or "/",
                 connect_timeout=timeout,
                 frame_handler=tolerant_frame_handler,
+                ssl=tls,
             )
             connection.connect()
         except (OSError, amqp.exceptions.AMQPError) as exc:
-            problems.append(f"{masked_url(parsed)}: {exc}")
+            problems.append(f"{masked_url(parsed)}: {describe_connect_error(exc)}")
             continue
         return connection
     raise PublishError(f"could not connect to the broker at {'; '.join(problems)}")
+
+
+def node_ssl_options(ssl: dict[str, Any] | bool | None, node: Connection) -> dict[str, Any] | bool:
+    """The TLS options for one node of a failover list: a copy naming that node's host, or False.
+
+    ``amqps://`` without options is TLS with the system's CAs and host-name checking.
+    """
+    scheme_tls = str(node.transport_cls).lower() == "amqps" or node.ssl is True
+    if not ssl and not scheme_tls:
+        return False
+    options: dict[str, Any] = (
+        dict(ssl) if isinstance(ssl, dict) else {"cert_reqs": _ssl.CERT_REQUIRED, "server_hostname": None}
+    )
+    if "server_hostname" in options:
+        # The host checked is the one connected to (kombu may have written another node's here).
+        options["server_hostname"] = node.hostname or "127.0.0.1"
+    return options
+
+
+def describe_connect_error(exc: BaseException) -> str:
+    """What went wrong connecting, in one line: a failed TLS check says which and what to set.
+
+    ``exc`` may wrap the error (kombu's ``OperationalError``); its causes are looked through.
+    """
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        if isinstance(cause, _ssl.SSLError):
+            exc = cause
+            break
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, _ssl.SSLCertVerificationError):
+        return (
+            f"TLS: the broker's certificate was not accepted ({exc.verify_message}); "
+            "check PLATFORM_BROKER_TLS_CA and the host name in the URL"
+        )
+    if isinstance(exc, _ssl.SSLEOFError | _ssl.SSLZeroReturnError):
+        return (
+            "TLS handshake failed: the broker closed the connection (does it want a client "
+            "certificate, PLATFORM_BROKER_TLS_CERT?)"
+        )
+    if isinstance(exc, _ssl.SSLError):
+        reason = exc.reason or exc.__class__.__name__
+        return f"TLS handshake failed ({reason}); is it a TLS port, and does it want a client certificate?"
+    return masked_text(str(exc))
 
 
 def close_quietly(closable: Any) -> None:

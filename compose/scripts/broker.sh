@@ -4,9 +4,12 @@
 # In order: use a running broker; else start an installed rabbitmq-server; else
 # start the compose service where a Docker engine answers; else say how to
 # install one and fail. Then enable the management plugin if it is off and wait
-# for its API (Flower's broker page and the tests use it).
+# for its API (Flower's broker page and the tests use it). Last, make the
+# platform's own user and vhost (python -m workers.ops.platform_user).
 #
-# Environment: PY (the project's python), BROKER_DEADLINE (seconds, default 90).
+# Environment: PY (the project's python), BROKER_DEADLINE (seconds, default 90),
+# PLATFORM_BROKER_PASSWORD (the platform user's password; default: made once, kept
+# in <run dir>/platform-broker.password, mode 0600).
 set -euo pipefail
 
 PY=${PY:-.venv/bin/python}
@@ -58,7 +61,7 @@ amqp_status=0
 if [ "$amqp_status" = 2 ]; then
     # It answers but refuses our user or vhost: starting another broker won't help.
     "${PROBE[@]}" amqp || true
-    fail "fix the user, password or vhost in CELERY_BROKER_URL (or create the vhost)"
+    fail "fix the user, password or vhost in CELERY_BROKER_URL (or create the vhost), or the PLATFORM_BROKER_TLS_* settings"
 fi
 
 started_here=""
@@ -108,3 +111,11 @@ if [ "$management_status" != 0 ]; then
 fi
 "${PROBE[@]}" amqp
 "${PROBE[@]}" management
+
+# The platform's own user and vhost (README "Security"): RabbitMQ lets guest in from loopback only.
+# The local cluster makes its own at first boot. A broker whose management user is no
+# administrator can't make them: say so and go on (the platform still runs as CELERY_BROKER_URL's user).
+if [ "$("${PROBE[@]}" setting cluster)" != True ]; then
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" -m workers.ops.platform_user ||
+        say "warning: the platform user was not made (the line above says why); the platform runs as the user of CELERY_BROKER_URL"
+fi

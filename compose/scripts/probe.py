@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import base64
 import ipaddress
+import ssl
 import sys
 import time
 import urllib.error
@@ -60,45 +61,57 @@ def is_local_host(host: str) -> bool:
         return False
 
 
-def amqp_check(urls: str) -> tuple[int, str]:
-    """Open and close one AMQP connection to ``urls`` (several joined by ``;``: the first that answers)."""
-    results = [_amqp_check_one(url) for url in urls.split(";")]
+def amqp_check(settings: Settings) -> tuple[int, str]:
+    """Open and close one AMQP connection to the broker (of a failover list: the first that answers)."""
+    from config.tls import broker_ssl_options
+
+    tls = broker_ssl_options(settings)
+    results = [_amqp_check_one(url, tls) for url in settings.broker_url.split(";")]
     return min(results, key=lambda result: (result[0] != OK, result[0] != REFUSED))
 
 
-def _amqp_check_one(url: str) -> tuple[int, str]:
+def _amqp_check_one(url: str, tls: dict[str, object] | None) -> tuple[int, str]:
+    import ssl
+
     import amqp
     from kombu import Connection
 
+    from workers.broker import AMQP_PORT, AMQPS_PORT, describe_connect_error, node_ssl_options
+
     parsed = Connection(url)
+    options = node_ssl_options(tls, parsed)
     try:
         connection = amqp.Connection(
-            f"{parsed.hostname or '127.0.0.1'}:{parsed.port or 5672}",
+            f"{parsed.hostname or '127.0.0.1'}:{parsed.port or (AMQPS_PORT if options else AMQP_PORT)}",
             userid=parsed.userid or "guest",
             password=parsed.password or "guest",
             virtual_host=parsed.virtual_host or "/",
             connect_timeout=3,
+            ssl=options,
         )
         connection.connect()
         connection.close()
     except (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed) as exc:
         return REFUSED, f"RabbitMQ at {parsed.as_uri()} refused the login or vhost: {exc}"
+    except ssl.SSLCertVerificationError as exc:
+        # Waiting won't help: the certificate or PLATFORM_BROKER_TLS_CA is wrong.
+        return REFUSED, f"RabbitMQ at {parsed.as_uri()}: {describe_connect_error(exc)}"
     except Exception as exc:  # noqa: BLE001 - any other failure means "not reachable (yet)"
-        return UNREACHABLE, f"RabbitMQ is not reachable at {parsed.as_uri()}: {exc!r}"
+        return UNREACHABLE, f"RabbitMQ is not reachable at {parsed.as_uri()}: {describe_connect_error(exc)}"
     return OK, f"RabbitMQ answers at {parsed.as_uri()}"
 
 
-def http_check(urls: str, path: str = "") -> tuple[int, str]:
-    """GET ``url`` + ``path`` of each of ``urls`` (joined by ``;``) until one answers."""
+def http_check(urls: str, path: str = "", context: ssl.SSLContext | None = None) -> tuple[int, str]:
+    """GET ``url`` + ``path`` of each of ``urls`` (joined by ``;``) until one answers (``context``: https)."""
     results = []
     for url in urls.split(";"):
-        results.append(_http_check_one(url, path))
+        results.append(_http_check_one(url, path, context))
         if results[-1][0] == OK:
             break
     return min(results, key=lambda result: (result[0] != OK, result[0] != REFUSED))
 
 
-def _http_check_one(url: str, path: str = "") -> tuple[int, str]:
+def _http_check_one(url: str, path: str = "", context: ssl.SSLContext | None = None) -> tuple[int, str]:
     """GET ``url`` + ``path`` (credentials in the URL become basic auth)."""
     parts = urllib.parse.urlsplit(url)
     netloc = parts.hostname or ""
@@ -115,7 +128,7 @@ def _http_check_one(url: str, path: str = "") -> tuple[int, str]:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(request, timeout=3) as response:
+        with urllib.request.urlopen(request, timeout=3, context=context) as response:
             response.read()
     except urllib.error.HTTPError as exc:
         code = REFUSED if exc.code in (401, 403) else UNREACHABLE
@@ -189,9 +202,12 @@ def main(argv: list[str] | None = None) -> int:
         hosts = [Connection(url).hostname or "" for url in settings.broker_url.split(";")]
         return OK if all(is_local_host(host) for host in hosts) and not settings.cluster else UNREACHABLE
     if args.what == "amqp":
-        return wait(lambda: amqp_check(settings.broker_url), args.wait, args.quiet)
+        return wait(lambda: amqp_check(settings), args.wait, args.quiet)
     if args.what == "management":
-        return wait(lambda: http_check(settings.management_url, "overview"), args.wait, args.quiet)
+        from config.tls import https_context
+
+        context = https_context(settings)
+        return wait(lambda: http_check(settings.management_url, "overview", context), args.wait, args.quiet)
     return wait(lambda: http_check(args.argument), args.wait, args.quiet)
 
 

@@ -28,7 +28,7 @@ from tasks.demo.follow import Follower, idle_queues
 from tasks.demo.report import Out, print_event, print_idle, print_sent, print_summary
 from tasks.demo.saga import run_saga_tour
 from tasks.demo.samples import samples_for
-from workers.broker import declare_topology, kombu_connection, masked_url
+from workers.broker import declare_topology, masked_url, settings_connection
 
 #: Seconds to wait for the work to settle, unless ``--timeout`` says otherwise.
 DEFAULT_TIMEOUT = 90.0
@@ -44,7 +44,7 @@ def run(timeout: float, out: Out = print) -> int:
     settings = config.settings
     samples, skipped = samples_for(settings.queues, uuid.uuid4().hex[:4])
 
-    with kombu_connection(settings.broker_url, CONNECT_TIMEOUT) as connection:
+    with settings_connection(settings, CONNECT_TIMEOUT) as connection:
         try:
             connection.ensure_connection(max_retries=1)
         except Exception as exc:  # noqa: BLE001 - any failure: tell the user where to look

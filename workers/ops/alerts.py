@@ -42,7 +42,8 @@ from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
 from config.app import platform_config
-from workers.broker import kombu_connection, queue_depth
+from config.tls import https_context
+from workers.broker import queue_depth, settings_connection
 from workers.ops import dlq
 from workers.ops.queue_stats import (
     DEAD_LETTER,
@@ -249,10 +250,13 @@ def gather(settings: Settings, topology: Topology, now: datetime | None = None) 
         ManagementError: the management API did not answer.
     """
     now = now or datetime.now(UTC)
-    stats = queue_stats(fetch_queues(settings.management_url, vhost_of(settings.broker_url)), topology)
+    stats = queue_stats(
+        fetch_queues(settings.management_url, vhost_of(settings.broker_url), context=https_context(settings)),
+        topology,
+    )
     dead = {s.work_queue: s.ready + s.unacked for s in stats if s.kind == DEAD_LETTER}
     views = []
-    with kombu_connection(settings.broker_url, settings.publish_timeout) as connection:
+    with settings_connection(settings) as connection:
         for stat in stats:
             if stat.kind not in (WORK, SUBSCRIBER):
                 continue

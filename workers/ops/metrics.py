@@ -64,7 +64,8 @@ from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
 from config.app import platform_config
-from workers.broker import QueueDepth, kombu_connection, masked_text, queue_depth
+from config.tls import https_context
+from workers.broker import QueueDepth, masked_text, queue_depth, settings_connection
 from workers.delivery.idempotency import open_store
 from workers.delivery.lateness import BUCKETS, LatenessHistogram, read_lateness
 from workers.ops import delays, dlq, sagas
@@ -304,7 +305,12 @@ def management_counts(settings: Settings, topology: Topology) -> CountsSource:
 
     def read() -> list[QueueStat]:
         try:
-            return queue_stats(fetch_queues(settings.management_url, vhost_of(settings.broker_url)), topology)
+            return queue_stats(
+                fetch_queues(
+                    settings.management_url, vhost_of(settings.broker_url), context=https_context(settings)
+                ),
+                topology,
+            )
         except ManagementError as exc:
             raise SignalUnavailable(f"no scaling signal: {masked_text(str(exc))}") from exc
 
@@ -373,10 +379,15 @@ def collect(
     histories = {} if histories is None else histories
     samples: list[Sample] = []
     try:
-        stats = queue_stats(fetch_queues(settings.management_url, vhost_of(settings.broker_url)), topology)
+        stats = queue_stats(
+            fetch_queues(
+                settings.management_url, vhost_of(settings.broker_url), context=https_context(settings)
+            ),
+            topology,
+        )
         samples += queue_samples(stats)
         samples += due_backlog_samples(queue_signals(stats, topology.names).values())
-        with kombu_connection(settings.broker_url, settings.publish_timeout) as connection:
+        with settings_connection(settings) as connection:
             depths = (queue_depth(connection, name) for name in topology.names)
             samples += without_consumer_samples(depth for depth in depths if depth is not None)
             for stat in stats:

@@ -10,15 +10,14 @@ The management API refreshes these numbers every few seconds
 
 from __future__ import annotations
 
-import base64
-import json
+import ssl
 import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from config.topology import Topology
+from workers.ops.management_api import ManagementError, call
 
 #: Queues that belong to Celery or RabbitMQ, not to the platform's work.
 INTERNAL_PREFIXES = ("celery.pidbox", "celeryev.", "amq.", "celery@")
@@ -36,10 +35,6 @@ INTERNAL = "internal"
 #: The queues of kind :data:`DELAY`: ``platform.delay.0..27`` and ``platform.delayed.unroutable``
 #: (the same in every topology: the levels are shared by all work queues).
 DELAY_QUEUES = frozenset(queue.name for queue in Topology(()).delay_queues())
-
-
-class ManagementError(RuntimeError):
-    """The management API could not be reached or answered with an error."""
 
 
 @dataclass(frozen=True)
@@ -100,7 +95,9 @@ def vhost_of(broker_url: str) -> str:
     return urllib.parse.unquote(path[1:]) if len(path) > 1 else "/"
 
 
-def fetch_queues(management_url: str, vhost: str, timeout: float = 5.0) -> list[dict[str, Any]]:
+def fetch_queues(
+    management_url: str, vhost: str, timeout: float = 5.0, context: ssl.SSLContext | None = None
+) -> list[dict[str, Any]]:
     """The management API's queue objects of ``vhost``.
 
     Args:
@@ -110,33 +107,14 @@ def fetch_queues(management_url: str, vhost: str, timeout: float = 5.0) -> list[
             answers is used.
         vhost: the virtual host.
         timeout: seconds for each node's request.
+        context: verifies an ``https://`` API (:func:`config.tls.https_context`).
 
     Raises:
         ManagementError: no node answered, or one refused or sent no JSON.
     """
-    problems = []
-    for url in management_url.split(";"):
-        try:
-            return _fetch_queues_from(url, vhost, timeout)
-        except ManagementError as exc:
-            problems.append(str(exc))
-    raise ManagementError("; ".join(problems))
-
-
-def _fetch_queues_from(management_url: str, vhost: str, timeout: float) -> list[dict[str, Any]]:
-    parsed = urllib.parse.urlparse(management_url)
-    user = urllib.parse.unquote(parsed.username or "guest")
-    password = urllib.parse.unquote(parsed.password or "guest")
-    netloc = parsed.hostname or "127.0.0.1"
-    if parsed.port:
-        netloc = f"{netloc}:{parsed.port}"
-    base = parsed._replace(netloc=netloc).geturl().rstrip("/")
     columns = "name,messages_ready,messages_unacknowledged,consumers"
-    url = f"{base}/queues/{urllib.parse.quote(vhost, safe='')}?columns={columns}"
-    request = urllib.request.Request(url)
-    request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode())
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return list(json.loads(response.read()))
-    except (OSError, ValueError) as exc:
-        raise ManagementError(f"management API at {parsed.hostname}:{parsed.port or 80}: {exc}") from exc
+    path = f"queues/{urllib.parse.quote(vhost, safe='')}?columns={columns}"
+    found = call(management_url, "GET", path, timeout=timeout, context=context)
+    if not isinstance(found, list):
+        raise ManagementError(f"management API: GET /queues answered {type(found).__name__}, not a list")
+    return found

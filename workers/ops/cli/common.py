@@ -6,7 +6,7 @@ Exit codes common to every group (a group adds its own from 4 up):
 0     success
 1     aborted at a confirmation prompt
 2     bad usage (click's own code for a bad option or argument)
-3     broker unreachable
+3     broker unreachable (down, refused the login, or its TLS certificate was not accepted)
 ====  ===========================================================
 
 Every failure prints one line ``error: ...`` to stderr, never a traceback,
@@ -25,7 +25,7 @@ import click
 from amqp.exceptions import AMQPError
 from kombu.exceptions import OperationalError
 
-from workers.broker import masked_url, reading_connection
+from workers.broker import describe_connect_error, masked_url, reading_connection
 from workers.ops.text import json_safe
 
 if TYPE_CHECKING:
@@ -65,4 +65,4 @@ def broker_connection(app: Celery) -> Iterator[Connection]:
             connection.ensure_connection(max_retries=1)
             yield connection
     except (OperationalError, OSError, AMQPError) as exc:
-        fail(f"broker unreachable at {url}: {exc}", EXIT_BROKER_UNREACHABLE)
+        fail(f"broker unreachable at {url}: {describe_connect_error(exc)}", EXIT_BROKER_UNREACHABLE)

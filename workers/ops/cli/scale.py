@@ -43,7 +43,7 @@ import click
 from config.app import platform_config
 from config.settings import Settings
 from config.topology import Topology
-from workers.broker import kombu_connection, masked_url
+from workers.broker import masked_url, settings_connection
 from workers.ops import delays
 from workers.ops.cli.common import EXIT_USAGE, app_of, emit_json, fail, json_option
 from workers.ops.cli.scale_manifests import manifests
@@ -84,7 +84,7 @@ def delayed_due_in(settings: Settings) -> Callable[[], float | None]:
 
     def read() -> float | None:
         try:
-            with kombu_connection(settings.broker_url, settings.publish_timeout) as connection:
+            with settings_connection(settings) as connection:
                 stats = delays.delay_stats(connection, scan_limit=100)
         except Exception as exc:  # noqa: BLE001 - unknown delays only keep a pool from going to zero
             logger.debug("scale: delay levels not read: %s", exc)

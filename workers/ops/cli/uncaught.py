@@ -11,7 +11,7 @@ platform's own command groups (:mod:`workers.ops.cli.common`):
 
 ====  ==========================================================================
 2     bad usage: a countdown or eta the delay levels can't hold (``DelayError``)
-3     broker unreachable (or it refused the login)
+3     broker unreachable (or it refused the login, or TLS failed)
 4     unknown queue (Celery's ``QueueNotFound``, ``celery worker -Q`` naming one)
 6     a publish was refused or not confirmed (``PublishError``)
 ====  ==========================================================================
@@ -43,7 +43,7 @@ from celery.exceptions import ImproperlyConfigured, QueueNotFound
 from kombu.exceptions import OperationalError
 
 from config.app import platform_config
-from workers.broker import masked_text, masked_url
+from workers.broker import describe_connect_error, masked_text, masked_url
 from workers.delivery.delays import DelayError
 from workers.errors import PublishError
 from workers.ops.cli.common import EXIT_BROKER_UNREACHABLE, EXIT_USAGE
@@ -103,7 +103,7 @@ def describe(exc: BaseException, app: Celery) -> tuple[str, int] | None:
     url = masked_url(app.conf.broker_url)
     unreachable = next((cause for cause in _causes(exc) if isinstance(cause, _UNREACHABLE)), None)
     if unreachable is not None:
-        return f"broker unreachable at {url}: {masked_text(str(unreachable))}", EXIT_BROKER_UNREACHABLE
+        return f"broker unreachable at {url}: {describe_connect_error(unreachable)}", EXIT_BROKER_UNREACHABLE
     if isinstance(exc, PublishError):
         return f"publish failed: {masked_text(str(exc))}", EXIT_PUBLISH_FAILED
     return None

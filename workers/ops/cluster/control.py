@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import CLUSTER_ENV_FILE, Settings, load_settings
-from workers.broker import declare_topology, kombu_connection
+from workers.broker import declare_topology, settings_connection
 from workers.ops.cluster.layout import SIZE, VHOST, Layout, Node, advanced_config, node_config
 from workers.ops.cluster.nodes import (
     ClusterError,
@@ -40,6 +40,7 @@ from workers.ops.cluster.nodes import (
     start_epmd,
     start_node,
 )
+from workers.ops.platform_user import stored_password, write_env_file, write_private
 
 #: Prints one line of progress.
 Say = Callable[[str], None]
@@ -66,11 +67,6 @@ def password_of(layout: Layout) -> str:
         raise ClusterError(f"no cluster in {layout.folder} (run: make cluster-up)") from None
 
 
-def _write_private(path: Path, text: str, mode: int = 0o600) -> None:
-    path.write_text(text)
-    path.chmod(mode)
-
-
 def prepare(layout: Layout) -> str:
     """Write the cluster's folder (cookie, password, configs); returns the password.
 
@@ -80,21 +76,19 @@ def prepare(layout: Layout) -> str:
     layout.folder.mkdir(parents=True, exist_ok=True)
     if not layout.cookie_file.exists():
         # Erlang reads the cookie only if no one else may.
-        _write_private(layout.cookie_file, secrets.token_hex(20), 0o400)
-    if not layout.credentials_file.exists():
-        _write_private(layout.credentials_file, secrets.token_urlsafe(18))
-    password = password_of(layout)
+        write_private(layout.cookie_file, secrets.token_hex(20), 0o400)
+    # The same password file as make broker's platform user (workers.ops.platform_user).
+    password = stored_password(layout.credentials_file)
     layout.plugins_file.write_text("[rabbitmq_management].\n")
     layout.env_file.write_text(
         "# Empty: the machine's /etc/rabbitmq/rabbitmq-env.conf is not for this cluster.\n"
     )
     for node in layout.nodes:
         node.folder.mkdir(exist_ok=True)
-        _write_private(node.config_file, node_config(layout, node, password))
+        write_private(node.config_file, node_config(layout, node, password))
         (node.folder / "advanced.config").write_text(advanced_config())
-    _write_private(
-        layout.folder / CLUSTER_ENV_FILE,
-        f"CELERY_BROKER_URL={layout.broker_url(password)}\nPLATFORM_MANAGEMENT_URL={layout.management_url(password)}\n",
+    write_env_file(
+        layout.folder / CLUSTER_ENV_FILE, layout.broker_url(password), layout.management_url(password)
     )
     return password
 
@@ -157,7 +151,7 @@ def declare(layout: Layout) -> int:
     from config.app import build_topology
 
     settings = cluster_settings(layout)
-    with kombu_connection(settings.broker_url, settings.publish_timeout) as connection:
+    with settings_connection(settings) as connection:
         return declare_topology(connection, build_topology(settings))
 
 

@@ -21,13 +21,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# The platform's user and vhost, the same as make broker's (RabbitMQ refuses ``guest`` off loopback).
+from workers.ops.platform_user import USER as USER
+from workers.ops.platform_user import VHOST as VHOST
+
 #: Nodes in a local cluster (a quorum queue on 3 survives the loss of any one).
 SIZE = 3
 #: The environment variable that marks every process of a cluster with its folder.
 MARK = "PLATFORM_CLUSTER_MARK"
-#: The platform's user and vhost on the cluster (RabbitMQ refuses ``guest`` off loopback).
-USER = "platform"
-VHOST = "platform"
 #: Offsets of the management, distribution and epmd ports from the base port.
 MANAGEMENT_OFFSET, DISTRIBUTION_OFFSET, EPMD_OFFSET = 10_000, 20_000, 30_000
 #: Seconds after which a silent peer (frozen, cut off) is declared down (Erlang's default is 60).
