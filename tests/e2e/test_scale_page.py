@@ -31,7 +31,7 @@ def test_make_up_with_autoscale_runs_the_pools_flower_shows_their_sizes_and_make
     Scaling page (linked from Flower's navbar) shows orders with pool size 1,
     desired 1 and the engine's last decision; ``make down`` stops all of them
     and nothing carrying the run folder's mark is left. In between, the burst
-    tour sends 800 tasks of 10 ms: its timeline shows the pool growing, every
+    tour sends 1,500 tasks of 10 ms (15 s for one worker, so the pool grows well before they drain): its timeline shows the pool growing, every
     task completes, the pool is back at 1 and the broker redelivered nothing."""
     env = {
         **make_cluster,
@@ -43,7 +43,7 @@ def test_make_up_with_autoscale_runs_the_pools_flower_shows_their_sizes_and_make
         "PLATFORM_SCALE_UP_ABOVE": "200",
         "PLATFORM_SCALE_DOWN_BELOW": "50",
         "PLATFORM_SCALE_COOLDOWN": "2",
-        "PLATFORM_SCALE_WINDOW": "4",
+        "PLATFORM_SCALE_WINDOW": "3",
         "PLATFORM_SCALE_MAX": "3",
         "AUTOSCALE": "1",
     }
@@ -71,7 +71,7 @@ def test_make_up_with_autoscale_runs_the_pools_flower_shows_their_sizes_and_make
         page.close()
 
     burst = subprocess.run(
-        [sys.executable, "-m", "tasks.demo.burst", "--queue", "orders", "--tasks", "800", "--millis", "10"]
+        [sys.executable, "-m", "tasks.demo.burst", "--queue", "orders", "--tasks", "1500", "--millis", "10"]
         + ["--timeout", "90"],
         cwd=ROOT,
         env=env,
@@ -82,7 +82,7 @@ def test_make_up_with_autoscale_runs_the_pools_flower_shows_their_sizes_and_make
     print(burst.stdout)
     assert burst.returncode == 0, burst.stdout + burst.stderr
     assert "peak 3 workers" in burst.stdout, burst.stdout
-    assert "Burst of 800 tasks drained in" in burst.stdout, burst.stdout
+    assert "Burst of 1,500 tasks drained in" in burst.stdout, burst.stdout
     assert "Back to 1 worker(s)" in burst.stdout, burst.stdout
     assert "redelivered by the broker meanwhile: 0 " in burst.stdout, burst.stdout
 
