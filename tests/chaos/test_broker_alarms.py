@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from tests.chaos.conftest import sized
+from tests.chaos.conftest import LONG, sized
 from tests.chaos.test_cluster_faults import dead_letters, ledger_of
 from tests.support.chaos_run import Published, chaos_task, wait_settled
 from tests.support.cluster_faults import resource_alarm
@@ -26,10 +26,12 @@ from tests.support.wait import wait_for
 pytestmark = pytest.mark.broker
 
 #: The publishers' confirm timeout in this scenario (PLATFORM_PUBLISH_TIMEOUT).
-PUBLISH_TIMEOUT = 2.0
-#: Longest a publish may take: the first try and the retry policy's two more, each
-#: bounded by the timeout, plus slack for a loaded machine.
-PUBLISH_BOUND = 4 * PUBLISH_TIMEOUT + 10
+PUBLISH_TIMEOUT = 1.0
+#: Longest a publish may take while blocked: the first try and the retry policy's two
+#: more, each waiting out the confirm timeout, then the close of the blocked connection
+#: (the broker reads nothing, so the close waits out the read timeout) and a reconnect:
+#: measured about 9x the timeout (18 s with 2 s), plus slack for a loaded machine.
+PUBLISH_BOUND = 9 * PUBLISH_TIMEOUT + 10
 
 
 @pytest.mark.parametrize("kind", ["memory", pytest.param("disk", marks=pytest.mark.chaos_long)])
@@ -38,7 +40,7 @@ def test_a_resource_alarm_makes_publishes_fail_visibly_and_all_confirmed_work_ru
 ):
     """Given a worker and a publisher on the cluster, when a memory (or disk)
     alarm goes off on node 1, then publishes on the publisher's open connection
-    and on a new one raise PublishError within PUBLISH_BOUND seconds (a
+    (and, in the long form, on a new one) raise PublishError within PUBLISH_BOUND seconds (a
     confirm, if any, is for a message the broker holds: the ledger finds it
     processed); once the alarm clears, publishes are
     confirmed again, and the ledger shows every confirmed task processed, none
@@ -55,9 +57,10 @@ def test_a_resource_alarm_makes_publishes_fail_visibly_and_all_confirmed_work_ru
         published.one(work)
     with resource_alarm(layout, layout.node(1), kind):
         alarm_at = time.monotonic()
-        for _ in range(sized(1, 5)):
+        for _ in range(sized(1, 3)):
             during.one(work)
-        during.one(chaos_task(platform.client(**timeout)))  # a publisher that connects during the alarm
+        if LONG:  # a publisher that connects during the alarm
+            during.one(chaos_task(platform.client(**timeout)))
         alarm_s = time.monotonic() - alarm_at
     cleared_at = time.monotonic()
     wait_for(

@@ -37,6 +37,7 @@ TIMEOUT_MS, TICK_MS = 3000, 500
 LONG_TASK_S = 8.0
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.chaos_long
 def test_a_task_longer_than_the_consumer_timeout_is_cut_off_and_dead_lettered_never_duplicated(
     cluster_platform,

@@ -28,13 +28,14 @@ from workers.ops.cluster import control
 pytestmark = pytest.mark.broker
 
 
+@pytest.mark.timeout(900)
 def test_retries_and_delays_fall_due_while_their_leader_is_down_and_dead_letters_land_after(cluster_platform):
     """Given node 3 leading orders, its retry ladder and the delay levels and
     holding orders.dlq, and a worker on node 1, when node 3 is SIGKILLed while
     flaky tasks wait in the retry ladder, countdown tasks in the delay levels
     and rejected tasks are being dead-lettered, then every retry and countdown
     falls due and runs while node 3 is down, and once it is started again every
-    rejected task is in orders.dlq as permanent: none lost, no side effect twice."""
+    rejected task is in orders.dlq: none lost, no side effect twice."""
     platform = cluster_platform
     layout = platform.vhost.layout
     node = layout.node(3)
@@ -79,7 +80,11 @@ def test_retries_and_delays_fall_due_while_their_leader_is_down_and_dead_letters
     control.start(layout, node)
     restarted_s = time.monotonic() - killed_at
     wait_settled(
-        published.confirmed, platform.state_db, lambda: dead_letters(platform), timeout=sized(120, 400)
+        published.confirmed,
+        platform.state_db,
+        lambda: dead_letters(platform),
+        timeout=sized(120, 400),
+        where=platform.vhost.waiting,
     )
     ledger = ledger_of(
         platform,
@@ -91,7 +96,9 @@ def test_retries_and_delays_fall_due_while_their_leader_is_down_and_dead_letters
         node_down_s=restarted_s,
     )
     ledger.check()
-    assert ledger.dead_lettered.get("permanent", 0) + ledger.dead_lettered.get("poison", 0) == len(
-        ids["rejected"]
-    ), ledger.summary()
+    # Which class depends on timing: the worker's own dead letter (permanent, or poison once
+    # the takes reach the limit) if the DLQ was back in time, else RabbitMQ's delivery
+    # limit (``broker``: x-death only) after the refused dead letters burned the budget.
+    assert sum(ledger.dead_lettered.values()) == len(ids["rejected"]), ledger.summary()
+    assert set(ledger.dead_lettered) <= {"permanent", "poison", "broker"}, ledger.summary()
     assert ledger.processed == len(due), ledger.summary()

@@ -35,6 +35,7 @@ def publish_delayed(published: Published, work, count: int, first: float, span: 
     return due
 
 
+@pytest.mark.timeout(900)
 def test_a_node_restarted_with_tasks_in_flight_and_delayed_loses_none_and_runs_none_early(cluster_platform):
     """Given tasks draining from orders and countdown tasks waiting in the delay
     levels, when the node that leads them is stopped gracefully (tasks and
@@ -62,7 +63,11 @@ def test_a_node_restarted_with_tasks_in_flight_and_delayed_loses_none_and_runs_n
     control.start(layout, node)
     restarted_at = time.time()
     wait_settled(
-        published.confirmed, platform.state_db, lambda: dead_letters(platform), timeout=sized(120, 400)
+        published.confirmed,
+        platform.state_db,
+        lambda: dead_letters(platform),
+        timeout=sized(120, 400),
+        where=platform.vhost.waiting,
     )
     first = first_attempts(platform.ledger)
     early = {

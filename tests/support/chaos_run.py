@@ -94,9 +94,17 @@ def done_count(ledger: Path) -> int:
 
 
 def wait_settled(
-    ids: list[str], state_db: Path, dead_letters: Callable[[], int], timeout: float, what: str = "the work"
+    ids: list[str],
+    state_db: Path,
+    dead_letters: Callable[[], int],
+    timeout: float,
+    what: str = "the work",
+    where: Callable[[], object] | None = None,
 ) -> None:
-    """Wait until every id in ``ids`` has committed its side effect or been dead-lettered."""
+    """Wait until every id in ``ids`` has committed its side effect or been dead-lettered.
+
+    ``where`` says where the rest waits, for the message of a timeout (e.g. queue depths).
+    """
     wanted = set(ids)
 
     def settled() -> bool:
@@ -108,6 +116,6 @@ def wait_settled(
         interval=0.5,
         message=lambda: (
             f"{what} to settle: {len(wanted & set(side_effects(state_db)))} of {len(wanted)} done, "
-            f"{dead_letters()} dead-lettered"
+            f"{dead_letters()} dead-lettered{f'; waiting: {where()}' if where else ''}"
         ),
     )
