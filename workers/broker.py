@@ -154,7 +154,8 @@ def declare_topology(connection: Connection, topology: Topology) -> int:
 
     On a cluster, a classic queue (a DLQ, the delayed catch-all) lives on one
     node, and while that node is down RabbitMQ answers its declare with
-    ``NOT_FOUND - home node ... is down``. That queue (and its bindings) is
+    ``NOT_FOUND - home node ... is down`` (while it stops gracefully: ``... process
+    is stopped by supervisor``). That queue (and its bindings) is
     skipped with a warning, so a worker that failed over to another node
     still starts consuming; a publish to it meanwhile comes back unroutable
     (the lifecycle requeues the message, nothing is lost).

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.broker
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.chaos_long
 def test_retries_and_delays_fall_due_while_their_leader_is_down_and_dead_letters_land_after(cluster_platform):
     """Given node 3 leading orders, its retry ladder and the delay levels and
     holding orders.dlq, and a worker on node 1, when node 3 is SIGKILLed while

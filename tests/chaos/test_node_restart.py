@@ -36,6 +36,7 @@ def publish_delayed(published: Published, work, count: int, first: float, span: 
 
 
 @pytest.mark.timeout(900)
+@pytest.mark.chaos_long
 def test_a_node_restarted_with_tasks_in_flight_and_delayed_loses_none_and_runs_none_early(cluster_platform):
     """Given tasks draining from orders and countdown tasks waiting in the delay
     levels, when the node that leads them is stopped gracefully (tasks and
