@@ -6,8 +6,10 @@ retry ladder ``orders.retry.N`` and the delay levels ``platform.delay.N``
 (a classic queue: one node, not replicated). The worker consumes through node
 1. Node 3 is SIGKILLed while tasks wait in the retry ladder and the delay
 levels and while permanent failures are being dead-lettered. The quorum
-queues elect new leaders on nodes 1 and 2: retries and countdowns still fall
-due and run. The DLQ is gone with its node: a dead letter is refused
+queues elect new leaders on nodes 1 and 2: countdowns still fall due and run.
+Retries in ``orders.retry.1`` (per-message TTL) did not, in the full-size run
+(0 of 150 while node 3 was down; in a short run all did): they are counted,
+and all run once node 3 is back. The DLQ is gone with its node: a dead letter is refused
 (unroutable, visible in the worker's log) and the message goes back to
 ``orders`` to be tried again; once node 3 is back, the dead letters land.
 """
