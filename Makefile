@@ -35,7 +35,7 @@ up worker demo: export PLATFORM_SAGA_STEP_DEADLINE := $(PLATFORM_SAGA_STEP_DEADL
 	delays metrics alerts events-backfill autoscale autoscale-check k8s-manifests saga-chaos \
 	bench bench-quick clean \
 	cluster-up cluster-down cluster-status cluster-kill cluster-stop cluster-start cluster-freeze \
-	cluster-thaw cluster-leader chaos
+	cluster-thaw cluster-partition cluster-heal cluster-leader chaos
 
 help: ## List the targets
 	@echo "usage: make <target>    (quick start: make demo, make test)"
@@ -181,6 +181,12 @@ cluster-freeze: setup ## SIGSTOP one node (it hangs, its sockets stay open): mak
 
 cluster-thaw: setup ## SIGCONT a frozen node: make cluster-thaw NODE=2
 	@$(CLUSTER_CLI) thaw $(NODE)
+
+cluster-partition: setup ## Cut one node off from its peers (root: cgroups + nftables): make cluster-partition NODE=3
+	@$(CLUSTER_CLI) partition $(NODE)
+
+cluster-heal: setup ## Undo cluster-partition (safe to run twice; cluster-down heals too)
+	@$(CLUSTER_CLI) heal
 
 cluster-leader: setup ## Which node leads a quorum queue: make cluster-leader QUEUE=orders
 	@$(CLUSTER_CLI) leader $(QUEUE)

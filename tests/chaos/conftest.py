@@ -110,8 +110,9 @@ def cluster_vhost(whole_cluster: Layout) -> Iterator[ClusterVhost]:
 def cluster_platform(cluster_vhost: ClusterVhost, tmp_path: Path) -> Iterator:
     """Start workers and a publishing app on this test's cluster vhost; all stopped after.
 
-    ``start(first=node)`` starts a worker whose failover list begins at ``node``;
-    ``client`` is a Celery app publishing through the whole list.
+    ``start(first=node, **env)`` starts a worker whose failover list begins at
+    ``node`` (``env`` overrides its settings); ``client`` is a Celery app
+    publishing through the whole list; ``settings`` are the workers' settings.
     """
     from config.app import create_app
     from config.settings import load_settings
@@ -126,9 +127,21 @@ def cluster_platform(cluster_vhost: ClusterVhost, tmp_path: Path) -> Iterator:
         vhost = cluster_vhost
         ledger = tmp_path / "ledger.txt"
         state_db = tmp_path / "state.sqlite3"
+        environment = env
 
-        def start(self, first: object = None, concurrency: int = 2) -> WorkerProcess:
-            worker_env = {**env, "CELERY_BROKER_URL": cluster_vhost.url(first)}  # type: ignore[arg-type]
+        def declare_on(self, node: object) -> None:
+            """Declare the topology through ``node``: every quorum queue's leader and every
+            classic queue (the DLQs) start there (RabbitMQ places them client-local)."""
+            from config.app import build_topology
+            from workers.broker import declare_topology, kombu_connection
+
+            url = cluster_vhost.url(node)  # type: ignore[arg-type]
+            settings = load_settings({**env, "CELERY_BROKER_URL": url})
+            with kombu_connection(url, settings.publish_timeout) as connection:
+                declare_topology(connection, build_topology(settings))
+
+        def start(self, first: object = None, concurrency: int = 2, **overrides: str) -> WorkerProcess:
+            worker_env = {**env, "CELERY_BROKER_URL": cluster_vhost.url(first), **overrides}  # type: ignore[arg-type]
             worker = WorkerProcess(worker_env, tmp_path, "orders", concurrency)
             started.append(worker)
             return worker.start()

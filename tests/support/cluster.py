@@ -98,6 +98,15 @@ class ClusterVhost:
         quoted = urllib.parse.quote(self.name, safe="")
         return management(self.layout, "GET", f"queues/{quoted}/{queue}")
 
+    def waiting(self) -> dict[str, int]:
+        """Queue -> messages, of every queue in this vhost that holds some (management stats)."""
+        quoted = urllib.parse.quote(self.name, safe="")
+        try:
+            queues = management(self.layout, "GET", f"queues/{quoted}?columns=name,messages")
+        except (urllib.error.HTTPError, OSError) as exc:
+            return {f"unknown ({exc.__class__.__name__})": -1}
+        return {q["name"]: q.get("messages") or 0 for q in queues if q.get("messages")}
+
     def leader(self, queue: str) -> Node:
         """The node that leads quorum queue ``queue`` in this vhost."""
         name = self.queue_info(queue).get("leader")

@@ -61,3 +61,14 @@ def test_the_platform_urls_list_every_node_for_failover() -> None:
         f"amqp://platform:pw@127.0.0.1:{port}/platform" for port in (5681, 5682, 5683)
     ]
     assert len(layout.management_url("pw").split(";")) == 3
+
+
+def test_the_nodes_retry_an_unconfirmed_dead_letter_after_seconds_not_three_minutes() -> None:
+    """The delay levels and retry ladders dead-letter at-least-once: after a node restart a
+    dead letter whose target leader was stopping is sent again after 5 s (RabbitMQ: 180 s)."""
+    from workers.ops.cluster.layout import advanced_config
+
+    config = advanced_config()
+    assert "{dead_letter_worker_publisher_confirm_timeout, 5000}" in config
+    assert "{channel_operation_timeout, 5000}" in config
+    assert config.rstrip().endswith("]}].")

@@ -106,6 +106,17 @@ def test_side_effects_and_the_completion_mark_commit_together(charges: Completio
     assert charges.is_completed("t-1") is True
 
 
+def test_a_second_transaction_for_a_completed_id_learns_it_did_not_mark_it(charges: CompletionStore) -> None:
+    """Given two copies of one message whose transactions run one after the other (the
+    store serializes them), the first marks the id, the second is told it did not: the
+    task base then rolls the second back, so the side effect exists once."""
+    with charges.transaction() as db:
+        db.execute(f"INSERT INTO charges VALUES ({placeholder(charges)})", ("o-1",))
+        assert charges.mark_completed_in(db, "t-1", "tests.charge") is True
+    with charges.transaction() as db:
+        assert charges.mark_completed_in(db, "t-1", "tests.charge") is False
+
+
 def test_a_transaction_that_raises_rolls_back_side_effects_and_the_completion_mark(
     charges: CompletionStore,
 ) -> None:

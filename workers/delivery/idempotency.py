@@ -33,6 +33,11 @@ SCHEMA = (
 RESULT_COLUMN = "ALTER TABLE completed_tasks ADD COLUMN result TEXT"
 
 
+class AlreadyCompleted(Exception):
+    """Another delivery of this task id committed its completion first: this one's transaction
+    was rolled back (raised by :meth:`PlatformTask.transaction`, handled by the task base)."""
+
+
 @dataclass(frozen=True)
 class Completion:
     """A recorded completion: the task's return value, if it was recorded.
@@ -83,7 +88,7 @@ class CompletionStore(Protocol):
 
     def mark_completed_in(
         self, connection: Any, task_id: str, task_name: str, result: str | None = None
-    ) -> None: ...
+    ) -> bool: ...
 
     def forget_before(self, cutoff: float) -> int: ...
 
@@ -117,8 +122,15 @@ class _SQLStore:
 
     def mark_completed_in(
         self, connection: Any, task_id: str, task_name: str, result: str | None = None
-    ) -> None:
-        connection.execute(self.insert_completed, (task_id, task_name, time.time(), result))
+    ) -> bool:
+        """Record ``task_id`` as completed on ``connection``; False if it already was.
+
+        Inside a transaction, False means another delivery of the same id
+        committed first (two copies of one message ran at once, e.g. a publish
+        retried while the broker was blocked): the caller rolls back.
+        """
+        cursor = connection.execute(self.insert_completed, (task_id, task_name, time.time(), result))
+        return bool(cursor.rowcount)
 
     def record_result(self, task_id: str, result: str | None) -> None:
         """Add the return value to a completion that was recorded without it."""

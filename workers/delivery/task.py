@@ -37,7 +37,13 @@ from config.app import platform_config
 from workers.delivery.backoff import RetryPolicy
 from workers.delivery.classify import ClassifierRules, Decider, classify, import_types
 from workers.delivery.delays import check_countdown, check_eta, seconds_until
-from workers.delivery.idempotency import Completion, CompletionStore, encode_result, open_store
+from workers.delivery.idempotency import (
+    AlreadyCompleted,
+    Completion,
+    CompletionStore,
+    encode_result,
+    open_store,
+)
 from workers.delivery.options import check_celery_options
 from workers.delivery.results import record_final_failure
 from workers.delivery.verdict import DeadLetterNow, decide, describe
@@ -159,7 +165,11 @@ class PlatformTask(Task):
             completion = store.completion(task_id)
             if completion is not None:
                 return self._already_completed(completion)
-        result = self.run(*args, **kwargs)
+        try:
+            result = self.run(*args, **kwargs)
+        except AlreadyCompleted:
+            completion = store.completion(task_id) if store is not None else None
+            return self._already_completed(completion or Completion(result_known=False))
         if store is not None:
             recorded = encode_result(result)
             if self.request.platform_completed:
@@ -253,7 +263,10 @@ class PlatformTask(Task):
         store = self.completion_store()
         with store.transaction() as connection:
             yield connection
-            store.mark_completed_in(connection, self.request.id, self.name)
+            if not store.mark_completed_in(connection, self.request.id, self.name):
+                # A copy of this message ran at the same time and committed first: the
+                # rollback undoes this run's side effects (they exist once, its).
+                raise AlreadyCompleted(self.request.id)
         self.request.platform_completed = True
 
     @classmethod

@@ -5,6 +5,7 @@ Verbs::
     up | down | status          bring it up, tear it down, say how it stands
     kill N | stop N | start N   SIGKILL node N, stop it gracefully, start it again
     freeze N | thaw N           SIGSTOP / SIGCONT node N
+    partition N | heal          cut node N off from its peers (cgroups + nftables, root) / undo it
     leader QUEUE                the node that leads quorum queue QUEUE (its number and name)
     kill-leader QUEUE           SIGKILL whichever node leads QUEUE
 
@@ -25,7 +26,7 @@ from workers.ops.cluster.nodes import ClusterError
 #: Exit codes.
 OK, FAILED, USAGE = 0, 1, 2
 #: Verbs that take a node number, and those that take a queue name.
-NODE_VERBS = ("kill", "stop", "start", "freeze", "thaw")
+NODE_VERBS = ("kill", "stop", "start", "freeze", "thaw", "partition")
 QUEUE_VERBS = ("leader", "kill-leader")
 
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("verb", choices=["up", "down", "status", *NODE_VERBS, *QUEUE_VERBS])
+    parser.add_argument("verb", choices=["up", "down", "status", "heal", *NODE_VERBS, *QUEUE_VERBS])
     parser.add_argument("target", nargs="?", help=f"node number (1-{SIZE}) or queue name")
     args = parser.parse_args(argv)
 
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 "start": control.start,
                 "freeze": control.freeze,
                 "thaw": control.thaw,
+                "partition": control.partition,
             }
             verbs[args.verb](layout, node)
             say(f"node {node.number} ({node.name}): {args.verb} done")
@@ -83,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"platform URLs: {layout.folder}/platform.env (use PLATFORM_CLUSTER=1, or make ... CLUSTER=1)"
             )
             return OK if healthy else FAILED
+        if args.verb == "heal":
+            say("partition healed" if control.heal(layout) else "no partition to heal")
+            return OK
         if args.verb == "down":
             control.down(layout, say)
             return OK

@@ -25,6 +25,7 @@ from typing import Any
 
 from config.settings import CLUSTER_ENV_FILE, Settings, load_settings
 from workers.broker import declare_topology, settings_connection
+from workers.ops.cluster import partition as cut
 from workers.ops.cluster.layout import SIZE, VHOST, Layout, Node, advanced_config, node_config
 from workers.ops.cluster.nodes import (
     ClusterError,
@@ -156,11 +157,15 @@ def declare(layout: Layout) -> int:
 
 
 def down(layout: Layout, say: Say) -> None:
-    """Stop every process of the cluster and remove its folder (safe to run twice).
+    """Heal any partition, stop every process of the cluster and remove its folder (safe to run twice).
 
     Raises:
         ClusterError: something of it survived SIGKILL, or a port stays taken.
     """
+    try:
+        cut.heal(layout)
+    except cut.PartitionError as exc:
+        raise ClusterError(str(exc)) from None
     killed = kill_all(layout)
     deadline = time.monotonic() + 10
     while (left := open_ports(layout)) and time.monotonic() < deadline:
@@ -259,6 +264,32 @@ def freeze(layout: Layout, node: Node) -> int:
 def thaw(layout: Layout, node: Node) -> int:
     """SIGCONT a frozen ``node``."""
     return signal_node(layout, node, signal.SIGCONT)
+
+
+def partition(layout: Layout, node: Node) -> None:
+    """Cut ``node`` off from its peers (:mod:`workers.ops.cluster.partition`); clients still reach it.
+
+    Raises:
+        ClusterError: it doesn't run, or a partition can't be made here (root, cgroups, nftables).
+    """
+    if server_pid(layout, node) is None:
+        raise ClusterError(f"node {node.number} ({node.name}) is not running")
+    try:
+        cut.partition(layout, node, {n.number: processes(layout, n) for n in layout.nodes})
+    except (cut.PartitionError, OSError) as exc:
+        raise ClusterError(f"can't partition node {node.number}: {exc}") from None
+
+
+def heal(layout: Layout) -> bool:
+    """Undo :func:`partition` (safe to run twice); True if there was a cut.
+
+    Raises:
+        ClusterError: the cut's rules or groups could not be removed.
+    """
+    try:
+        return cut.heal(layout)
+    except (cut.PartitionError, OSError) as exc:
+        raise ClusterError(f"can't heal: {exc}") from None
 
 
 def stop(layout: Layout, node: Node, timeout: float = 60.0) -> None:
