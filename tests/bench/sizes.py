@@ -69,6 +69,12 @@ class Sizes:
     saga_orders: int = 1_000
     #: Orders placed one at a time (each waits for the last to end) by its latency phase.
     saga_latency_orders: int = 50
+    #: No-op tasks each drain side of the cluster case empties (one node, the 3-node cluster).
+    cluster_drain_tasks: int = 10_000
+    #: Tasks per second published while the cluster case kills the queue's leader.
+    cluster_kill_rate: int = 50
+    #: Seconds of that flow before the kill.
+    cluster_kill_warmup: float = 5.0
     #: Default rounds per case (at least 3).
     rounds: int = 3
     #: Also measure sides that only explain a cost (no idempotency, no events, raw prefetch 1).
@@ -81,7 +87,7 @@ class Sizes:
 FULL = Sizes()
 
 #: ``--quick``: every case at a tiny size; the whole suite in under 2 minutes (the cases with
-#: ``Case.quick`` False, autoscale and saga, only when ``--cases`` names them).
+#: ``Case.quick`` False, autoscale, saga and cluster, only when ``--cases`` names them).
 QUICK = Sizes(
     drain_tasks=300,
     drain_body_tasks=60,
@@ -110,6 +116,8 @@ QUICK = Sizes(
     autoscale_tasks=5_000,
     saga_orders=30,
     saga_latency_orders=5,
+    cluster_drain_tasks=500,
+    cluster_kill_warmup=2.0,
     explainers=False,
     profile=False,
 )
