@@ -148,16 +148,20 @@ class PlatformConsumer(Consumer):
         The next connections try that node last. The event connection is
         replaced when Celery's ``Events`` step starts again, which first closes
         the old one with a Close handshake; on a node that does not answer
-        (frozen) that waited the socket timeout (``read_timeout``), so it is
-        dropped here without one: its buffered events stay with the dispatcher
-        and go out on the new connection.
+        (frozen) that waited the socket timeout (``read_timeout``) twice, so it
+        is dropped here without one: its buffered events stay with the
+        dispatcher and go out on the new connection. A channel error
+        (``broker_channel_error_retry``: the pidbox queue of the lost connection
+        still locked, say) restarts the worker too, but its node answered: it
+        keeps its place.
         """
-        if self.connection is not None:
-            self.nodes.lost(self.connection)
-        dispatcher = getattr(self, "event_dispatcher", None)
-        events_connection = getattr(dispatcher, "connection", None)
-        if events_connection is not None:
-            ignore_errors(events_connection, events_connection.collect)
+        if not isinstance(exc, tuple(self.channel_errors or ())):
+            if self.connection is not None:
+                self.nodes.lost(self.connection)
+            dispatcher = getattr(self, "event_dispatcher", None)
+            events_connection = getattr(dispatcher, "connection", None)
+            if events_connection is not None:
+                ignore_errors(events_connection, events_connection.collect)
         super().on_connection_error_after_connected(exc)
 
     def on_send_event_buffered(self) -> None:
