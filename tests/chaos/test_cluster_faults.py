@@ -24,7 +24,7 @@ pytestmark = pytest.mark.broker
 
 #: The promise: a worker whose node dies or hangs consumes again from another node within this.
 RESUME_TARGET = 15.0
-#: What the tests allow: the promise itself (measured here: 11-13 s after a freeze; see README).
+#: What the tests allow: the promise itself (measured here: 10.3-10.6 s after a freeze; see README).
 RESUME_LIMIT = RESUME_TARGET
 
 
