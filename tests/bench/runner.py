@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,9 @@ class Case:
     profile_memory: bool = False
     #: Part of ``--quick`` runs (``make test``); False: only when named in ``--cases``.
     quick: bool = True
+    #: Entered once around all rounds (and the profiling run): what the sides share, e.g. a
+    #: cluster the case starts and removes. If entering fails, every round counts as failed.
+    around: Callable[[], AbstractContextManager[object]] | None = None
 
 
 def profile_case(case: Case, sizes: Sizes, results: Path) -> list[str]:
@@ -115,7 +119,8 @@ def profile_case(case: Case, sizes: Sizes, results: Path) -> list[str]:
     side = next(s for s in case.sides if s.name == case.profile_side)
     folder = results / "profiles" / case.name
     folder.mkdir(parents=True, exist_ok=True)
-    side.measure(SideRun(sizes, folder, 0, results, profile=True, trace_memory=case.profile_memory))
+    with case.around() if case.around else nullcontext():
+        side.measure(SideRun(sizes, folder, 0, results, profile=True, trace_memory=case.profile_memory))
     kept = []
     for path in sorted(folder.iterdir()):
         if path.name.startswith(("profile-", "memory-")):
@@ -140,6 +145,29 @@ def run_case(case: Case, sizes: Sizes, rounds: int, results: Path, progress: Pro
         m.name: {s.name: [] for s in case.sides} for m in case.metrics
     }
     errors: list[dict[str, Any]] = []
+    try:
+        with case.around() if case.around else nullcontext():
+            measure_rounds(case, sizes, rounds, results, values, errors, progress)
+    except Exception as exc:  # noqa: BLE001 - the shared setup failed: the case has no results
+        errors.append({"side": "*", "round": 0, "error": repr(exc)})
+        progress.note(f"  {case.name}: could not run: {exc!r}")
+        for metric in case.metrics:
+            for side in case.sides:
+                runs = values[metric.name][side.name]
+                runs += [None] * (rounds - len(runs))
+    return summarize(case, rounds, values, errors)
+
+
+def measure_rounds(
+    case: Case,
+    sizes: Sizes,
+    rounds: int,
+    results: Path,
+    values: dict[str, dict[str, list[float | None]]],
+    errors: list[dict[str, Any]],
+    progress: Progress,
+) -> None:
+    """Run ``rounds`` interleaved rounds of ``case``'s sides, adding to ``values`` and ``errors``."""
     work = results / "work" / case.name
     for index in range(rounds):
         for side in case.sides:
@@ -158,7 +186,6 @@ def run_case(case: Case, sizes: Sizes, rounds: int, results: Path, progress: Pro
             for metric in case.metrics:
                 values[metric.name][side.name].append(measured.get(metric.name))
             progress.step(f"{case.name}: {side.name} (round {index + 1}/{rounds})")
-    return summarize(case, rounds, values, errors)
 
 
 def summarize(

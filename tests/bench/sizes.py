@@ -71,6 +71,12 @@ class Sizes:
     saga_orders: int = 1_000
     #: Orders placed one at a time (each waits for the last to end) by its latency phase.
     saga_latency_orders: int = 50
+    #: No-op tasks each drain side of the cluster case empties (one node, the 3-node cluster).
+    cluster_drain_tasks: int = 10_000
+    #: Tasks per second published while the cluster case kills the queue's leader.
+    cluster_kill_rate: int = 50
+    #: Seconds of that flow before the kill.
+    cluster_kill_warmup: float = 5.0
     #: Default rounds per case (at least 3 for a measurement; ``--quick`` runs one).
     rounds: int = 3
     #: Also measure sides that only explain a cost (no idempotency, no events, raw prefetch 1).
@@ -83,7 +89,7 @@ class Sizes:
 FULL = Sizes()
 
 #: ``--quick``: every case at a tiny size; the whole suite in under 2 minutes (the cases with
-#: ``Case.quick`` False, autoscale and saga, only when ``--cases`` names them).
+#: ``Case.quick`` False, autoscale, saga and cluster, only when ``--cases`` names them).
 QUICK = Sizes(
     drain_tasks=300,
     drain_body_tasks=60,
@@ -112,6 +118,8 @@ QUICK = Sizes(
     autoscale_tasks=2_000,
     saga_orders=30,
     saga_latency_orders=5,
+    cluster_drain_tasks=500,
+    cluster_kill_warmup=2.0,
     explainers=False,
     profile=False,
     # one round: --quick checks that every case runs and reports, never how fast (make test)

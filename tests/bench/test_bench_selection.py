@@ -10,11 +10,11 @@ from tests.bench.cases import CASES, NOT_BUILT, quick_cases
 from tests.bench.cases.autoscale import actions
 
 #: Cases kept out of ``--quick`` (``make test``): they take minutes even at their quick size.
-SLOW_CASES = {"autoscale", "saga"}
+SLOW_CASES = {"autoscale", "saga", "cluster"}
 
 
 def test_a_quick_run_leaves_the_slow_cases_out_unless_they_are_named() -> None:
-    """Given the autoscale and saga cases, which take minutes even at quick size,
+    """Given the autoscale, saga and cluster cases, which take minutes even at quick size,
     when ``--quick`` runs without ``--cases``, then they are not selected, every other case is;
     and when ``--cases autoscale,saga`` names them, quick or not, then exactly they run."""
     assert set(parse(["--quick"]).cases) == (set(CASES) - SLOW_CASES) | set(NOT_BUILT)

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.broker
 
 #: The promise: a worker whose node dies or hangs consumes again from another node within this.
 RESUME_TARGET = 15.0
-#: What the tests allow on a loaded machine (the ledgers record what was measured; see README).
-RESUME_LIMIT = 45.0
+#: What the tests allow: the promise itself (measured here: 10.3-10.6 s after a freeze; see README).
+RESUME_LIMIT = RESUME_TARGET
 
 
 def dead_letters(platform) -> int:

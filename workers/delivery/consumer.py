@@ -48,11 +48,13 @@ from typing import Any
 
 from celery.utils.time import rate
 from celery.worker.consumer.consumer import Consumer
+from kombu.common import ignore_errors
 from kombu.exceptions import ContentDisallowed
 
 from config.app import platform_config
 from workers.delivery.classify import ErrorClass
 from workers.delivery.delays import DelayError, delay_units, seconds_until
+from workers.delivery.failover import NodeMemory
 from workers.delivery.headers import RATE_SLOT, Failure, delivery_count, retry_count
 from workers.delivery.lifecycle import Lifecycle, install_lifecycle
 from workers.delivery.rates import RateSchedules, Slot
@@ -97,6 +99,8 @@ class PlatformConsumer(Consumer):
         self._event_flush_due: float | None = None
         #: This worker's rate-limit slots per task (Celery's __init__ fills it: reset_rate_limits).
         self.rate_schedules = RateSchedules()
+        #: The node this worker last reached and those that broke under it (failover order).
+        self.nodes = NodeMemory()
         super().__init__(*args, **kwargs)
         #: The one lifecycle of this worker process; requests find it through the app.
         self.lifecycle = Lifecycle(self.app, self.hostname or socket.gethostname(), self.queue_by_tag)
@@ -107,11 +111,19 @@ class PlatformConsumer(Consumer):
         self.takes = TakeLedger(takes_folder(settings.state_url, settings.run_dir))
 
     def connection_for_read(self, heartbeat: float | None = None) -> Any:
-        """The consuming connection: it reads frames tolerating properties that are not UTF-8."""
+        """The consuming connection: it reads frames tolerating properties that are not UTF-8.
+
+        A failover list is tried from the node this worker last reached, nodes
+        whose connection broke last (:mod:`workers.delivery.failover`).
+        """
         connection = self.app.connection_for_read(
-            heartbeat=heartbeat, transport_options=TOLERANT_TRANSPORT_OPTIONS
+            url=self.nodes.ordered(self.app.conf.broker_read_url),
+            heartbeat=heartbeat,
+            transport_options=TOLERANT_TRANSPORT_OPTIONS,
         )
-        return self.ensure_connected(connection)
+        connection = self.ensure_connected(connection)
+        self.nodes.reached(connection)
+        return connection
 
     def connection_for_write(self, url: str | None = None, heartbeat: float | None = None) -> Any:
         """The connection monitoring events go out on, without publisher confirms.
@@ -124,9 +136,33 @@ class PlatformConsumer(Consumer):
         third of the worker's main-process time.
         """
         connection = self.app.connection_for_write(
-            url=url, heartbeat=heartbeat, transport_options={"confirm_publish": False}
+            url=url or self.nodes.ordered(self.app.conf.broker_write_url),
+            heartbeat=heartbeat,
+            transport_options={"confirm_publish": False},
         )
         return self.ensure_connected(connection)
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        """The consuming connection broke: remember its node, drop the event connection, reconnect.
+
+        The next connections try that node last. The event connection is
+        replaced when Celery's ``Events`` step starts again, which first closes
+        the old one with a Close handshake; on a node that does not answer
+        (frozen) that waited the socket timeout (``read_timeout``) twice, so it
+        is dropped here without one: its buffered events stay with the
+        dispatcher and go out on the new connection. A channel error
+        (``broker_channel_error_retry``: the pidbox queue of the lost connection
+        still locked, say) restarts the worker too, but its node answered: it
+        keeps its place.
+        """
+        if not isinstance(exc, tuple(self.channel_errors or ())):
+            if self.connection is not None:
+                self.nodes.lost(self.connection)
+            dispatcher = getattr(self, "event_dispatcher", None)
+            events_connection = getattr(dispatcher, "connection", None)
+            if events_connection is not None:
+                ignore_errors(events_connection, events_connection.collect)
+        super().on_connection_error_after_connected(exc)
 
     def on_send_event_buffered(self) -> None:
         """Flush buffered task events once per :data:`EVENT_FLUSH_INTERVAL`, not per loop turn.

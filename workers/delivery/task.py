@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from celery import Task, states
 from celery.exceptions import Ignore, MaxRetriesExceededError, Reject, Retry
+from celery.utils import uuid
 from kombu.exceptions import OperationalError
 
 from config.app import platform_config
@@ -45,6 +47,7 @@ from workers.delivery.idempotency import (
     open_store,
 )
 from workers.delivery.options import check_celery_options
+from workers.delivery.publish_retry import pauses, reason, retryable
 from workers.delivery.results import record_final_failure
 from workers.delivery.verdict import DeadLetterNow, decide, describe
 from workers.errors import PublishError
@@ -297,16 +300,28 @@ class PlatformTask(Task):
         """
         settings = platform_config(self.app).settings
         options.setdefault("mandatory", True)
-        options.setdefault("confirm_timeout", settings.publish_timeout)
+        timeout = options.setdefault("confirm_timeout", settings.publish_timeout)
         options.setdefault("timeout", settings.publish_timeout)
-        try:
-            return super().apply_async(args, kwargs, task_id=task_id, **options)
-        except (OperationalError, OSError, TimeoutError) as exc:
-            raise PublishError(
-                f"could not publish {self.name} to the broker at "
-                f"{self.app.connection_for_write().as_uri()}: {exc}"
-            ) from exc
-        except Exception as exc:
-            if type(exc).__module__.startswith("amqp"):
-                raise PublishError(f"broker refused {self.name}: {exc}") from exc
-            raise
+        # Every copy sent carries the same id: a copy that reached a queue before a
+        # later one was confirmed is absorbed by idempotency.
+        task_id = task_id or uuid()
+        deadline = time.monotonic() + timeout
+        waits = pauses()
+        while True:
+            try:
+                return super().apply_async(args, kwargs, task_id=task_id, **options)
+            except (OperationalError, OSError, TimeoutError) as exc:
+                pause = next(waits)
+                left = deadline - time.monotonic() - pause
+                if not retryable(exc) or left <= 0:
+                    raise PublishError(
+                        f"could not publish {self.name} to the broker at "
+                        f"{self.app.connection_for_write().as_uri()}: {reason(exc)}"
+                    ) from exc
+                logger.info("publishing %s[%s] again in %.1fs: %r", self.name, task_id, pause, exc)
+                time.sleep(pause)
+                options["confirm_timeout"] = options["timeout"] = left  # the whole stays within timeout
+            except Exception as exc:
+                if type(exc).__module__.startswith("amqp"):
+                    raise PublishError(f"broker refused {self.name}: {exc}") from exc
+                raise

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from tests.bench.cases import (
     autoscale,
+    cluster,
     delays,
     drain,
     enqueue,
@@ -33,6 +34,7 @@ CASES: dict[str, Callable[[Sizes], Case]] = {
     "delays": delays.case,
     "autoscale": autoscale.case,
     "saga": saga.case,
+    "cluster": cluster.case,
 }
 
 #: Cases of later issues: listed in the table and the JSON, not measured.

@@ -16,6 +16,9 @@ user + system time of the worker's process tree in that window.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
 from tests.bench.broker import QueueProbe, fresh_vhost
 from tests.bench.observe import wait_for_count
 from tests.bench.runner import Case, Metric, Ratio, Side, SideRun
@@ -36,17 +39,23 @@ from tests.bench.systems import (
     STOCK_SOLO,
     System,
 )
+from tests.support.broker import Vhost
 
 #: Seconds a worker may take to start consuming.
 START_TIMEOUT = 60.0
 
 
 def drain_once(
-    system: System, tasks: int, run: SideRun, task: str = "bench.noop", args: tuple[float, ...] = ()
+    system: System,
+    tasks: int,
+    run: SideRun,
+    task: str = "bench.noop",
+    args: tuple[float, ...] = (),
+    vhosts: Callable[[], AbstractContextManager[Vhost]] = fresh_vhost,
 ) -> dict[str, float]:
-    """Fill a fresh vhost with ``tasks`` ``task(*args)`` messages and time one worker draining them."""
+    """Fill a fresh vhost (from ``vhosts``) with ``tasks`` ``task(*args)`` messages and time one worker draining them."""
     folder = run.folder
-    with fresh_vhost() as vhost:
+    with vhosts() as vhost:
         env = system.environment(vhost, folder, **run.profile_environment())
         system.declare(vhost, env)
         system.fill(vhost, task, (list(args) for _ in range(tasks)))

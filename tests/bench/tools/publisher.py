@@ -10,6 +10,10 @@ prints one JSON line: ``{"sent": N, "seconds": S}``.
   ``raw one`` (``basic_publish_confirm``), ``raw pipelined`` (500 in flight).
 - ``paced SYSTEM RATE SECONDS``: send ``bench.stamp(time.time())`` at a steady
   RATE per second, after a few warm-up messages (``sent=-1``) have run.
+- ``steady RATE STOP_FILE MAX_SECONDS``: the platform's ``bench.stamp`` at RATE
+  per second until STOP_FILE exists, through faults: a ``PublishError`` is
+  counted (``refused``) and publishing goes on. Prints ``sent``, ``confirmed``,
+  ``refused``, ``max_publish_s`` (the longest call) and ``seconds``.
 """
 
 from __future__ import annotations
@@ -105,6 +109,37 @@ def paced(system: str, rate: float, seconds: float) -> tuple[int, float]:
     return total, time.perf_counter() - started
 
 
+def publish_steadily(rate: float, stop_file: Path, max_seconds: float) -> dict[str, float]:
+    """Send stamp tasks at ``rate`` per second until ``stop_file`` exists, counting refusals."""
+    from workers.errors import PublishError
+
+    send = sender("platform", "bench.stamp")
+    confirmed = refused = 0
+    longest = 0.0
+    started = time.perf_counter()
+    index = 0
+    while not stop_file.exists() and time.perf_counter() - started < max_seconds:
+        delay = started + index / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        index += 1
+        began = time.perf_counter()
+        try:
+            send(args=(time.time(),))
+        except PublishError:
+            refused += 1
+        else:
+            confirmed += 1
+        longest = max(longest, time.perf_counter() - began)
+    return {
+        "sent": index,
+        "confirmed": confirmed,
+        "refused": refused,
+        "max_publish_s": longest,
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -116,13 +151,21 @@ def main() -> None:
     steady.add_argument("system", choices=["platform", "stock", "dramatiq"])
     steady.add_argument("rate", type=float)
     steady.add_argument("seconds", type=float)
+    until = commands.add_parser("steady")
+    until.add_argument("rate", type=float)
+    until.add_argument("stop_file", type=Path)
+    until.add_argument("max_seconds", type=float)
     options = parser.parse_args()
     with profiled("publisher"):
-        if options.command == "enqueue":
+        if options.command == "steady":
+            result = publish_steadily(options.rate, options.stop_file, options.max_seconds)
+        elif options.command == "enqueue":
             sent, elapsed = enqueue(options.system, options.how, options.count)
+            result = {"sent": sent, "seconds": elapsed}
         else:
             sent, elapsed = paced(options.system, options.rate, options.seconds)
-    print(json.dumps({"sent": sent, "seconds": elapsed}), flush=True)
+            result = {"sent": sent, "seconds": elapsed}
+    print(json.dumps(result), flush=True)
     # Dramatiq's and Celery's connections would otherwise hold the exit a while.
     os._exit(0)
 
