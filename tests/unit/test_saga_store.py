@@ -91,3 +91,27 @@ def test_an_outbox_row_becomes_the_same_cloud_event_with_the_saga_id() -> None:
     assert kind == outbox.EVENT
     assert rebuilt.body == event(7).body
     assert rebuilt.headers() == {**event(7).headers(), "cloudEvents_sagaid": "s-9"}
+
+
+def test_a_new_database_gets_its_tables_even_on_a_connection_at_a_closed_ones_address() -> None:
+    """The schema is created once per connection. A connection opened after another was
+    closed and collected often gets the same address (``id``); it is a new database all
+    the same (here: in memory) and must get its tables (this used to fail now and then)."""
+    import gc
+    import sqlite3
+
+    from workers.sagas import store as saga_store
+
+    first = sqlite3.connect(":memory:")
+    saga_store.ensure_schema(first)
+    address = id(first)
+    first.close()
+    del first
+    gc.collect()
+    for _ in range(50):
+        connection = sqlite3.connect(":memory:")
+        saga_store.ensure_schema(connection)
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert "saga_instances" in tables
+        if id(connection) == address:
+            break

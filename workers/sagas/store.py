@@ -89,17 +89,21 @@ class LogEntry:
     note: str
 
 
-_ready: set[tuple[int, str]] = set()
+#: The connections each DDL ``name`` already ran on, held by id *and* by reference: with the
+#: id alone, a new connection that reused a closed one's address (a new database) skipped its
+#: tables. Holding them keeps such an address taken; a process has a handful of connections
+#: (one per thread and store). sqlite3 connections can't be weakly referenced.
+_ready: dict[tuple[int, str], Any] = {}
 
 
 def run_once(connection: Any, statements: tuple[str, ...], name: str) -> None:
     """Run ``statements`` (idempotent DDL) once per connection and ``name``."""
     key = (id(connection), name)
-    if key in _ready:
+    if _ready.get(key) is connection:
         return
     for statement in statements:
         connection.execute(statement)
-    _ready.add(key)
+    _ready[key] = connection
 
 
 def ensure_schema(connection: Any) -> None:
