@@ -49,13 +49,14 @@ from tests.bench.processes import BenchProcess
 from tests.bench.runner import Case, Metric, Ratio, Side, SideRun
 from tests.bench.sizes import Sizes
 from tests.bench.systems import PLATFORM_SOLO
+from tests.support.wait import wait_for
 from workers.ops.cluster import control
 
 #: The promise of issue 14: a task completes again within this many seconds of a node's death.
 KILL_BUDGET = 15.0
 #: Longest wait for the first task published after the kill to complete.
 RECOVERY_DEADLINE = 90.0
-#: Seconds of publishing after the first post-kill task completed (the flow goes on).
+#: Seconds' worth of tasks published after the kill that must complete before the flow stops.
 AFTER_RECOVERY = 3.0
 #: Seconds the workers may take to start consuming.
 START_TIMEOUT = 60.0
@@ -82,18 +83,21 @@ def stamps(path: Path) -> list[tuple[float, float]]:
 def wait_until(
     condition: Callable[[], bool], timeout: float, what: str, alive: Callable[[], bool] | None = None
 ) -> None:
-    """Poll ``condition`` every 20 ms until true.
+    """:func:`tests.support.wait.wait_for` every 20 ms, giving up at once when ``alive()`` says no.
 
     Raises:
-        TimeoutError: not within ``timeout`` seconds, or ``alive()`` said no.
+        TimeoutError: ``alive()`` said no (a process of the side exited).
+        AssertionError: not within ``timeout`` seconds.
     """
-    deadline = time.monotonic() + timeout
-    while not condition():
+
+    def done() -> bool:
+        if condition():
+            return True
         if alive is not None and not alive():
             raise TimeoutError(f"waiting for {what}: a process exited")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"waiting for {what}: not within {timeout:g}s")
-        time.sleep(0.02)
+        return False
+
+    wait_for(done, timeout, 0.02, what)
 
 
 def exited(pid: int) -> bool:
@@ -165,7 +169,15 @@ def leader_kill_once(cluster: BenchCluster, run: SideRun) -> dict[str, float]:
                 lambda: worker.alive() and publisher.alive(),
             )
             first = after_kill()[0] - killed_at
-            time.sleep(AFTER_RECOVERY)  # the flow goes on a little: nothing stalls after the first task
+            # The flow goes on: AFTER_RECOVERY seconds' worth of tasks published after the kill
+            # complete too, so nothing stalls after the first one.
+            going_on = int(rate * AFTER_RECOVERY)
+            wait_until(
+                lambda: len(after_kill()) >= going_on,
+                RECOVERY_DEADLINE,
+                f"{going_on} tasks published after the kill to complete",
+                lambda: worker.alive() and publisher.alive(),
+            )
             stop_file.touch()
             wait_until(lambda: not publisher.alive(), 60, "the publisher to stop")
             result = publisher_result(publisher)
