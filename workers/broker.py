@@ -147,23 +147,31 @@ def amqp_connection(
     problems = []
     for alternate in alternates:
         parsed = Connection(alternate)
-        tls = node_ssl_options(ssl, parsed)
         try:
-            connection = amqp.Connection(
-                f"{parsed.hostname or '127.0.0.1'}:{parsed.port or (AMQPS_PORT if tls else AMQP_PORT)}",
-                userid=parsed.userid or "guest",
-                password=parsed.password or "guest",
-                virtual_host=parsed.virtual_host or "/",
-                connect_timeout=timeout,
-                frame_handler=tolerant_frame_handler,
-                ssl=tls,
-            )
-            connection.connect()
+            return open_node(parsed, timeout, ssl)
         except (OSError, amqp.exceptions.AMQPError) as exc:
             problems.append(f"{masked_url(parsed)}: {describe_connect_error(exc)}")
-            continue
-        return connection
     raise PublishError(f"could not connect to the broker at {'; '.join(problems)}")
+
+
+def open_node(node: Connection, timeout: float, ssl: dict[str, Any] | bool | None = None) -> amqp.Connection:
+    """A connected raw py-amqp connection to the one node of ``node`` (with :func:`node_ssl_options`).
+
+    Raises:
+        OSError, amqp.exceptions.AMQPError: the node did not accept the connection.
+    """
+    tls = node_ssl_options(ssl, node)
+    connection = amqp.Connection(
+        f"{node.hostname or '127.0.0.1'}:{node.port or (AMQPS_PORT if tls else AMQP_PORT)}",
+        userid=node.userid or "guest",
+        password=node.password or "guest",
+        virtual_host=node.virtual_host or "/",
+        connect_timeout=timeout,
+        frame_handler=tolerant_frame_handler,
+        ssl=tls,
+    )
+    connection.connect()
+    return connection
 
 
 def node_ssl_options(ssl: dict[str, Any] | bool | None, node: Connection) -> dict[str, Any] | bool:

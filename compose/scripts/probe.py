@@ -76,21 +76,11 @@ def _amqp_check_one(url: str, tls: dict[str, object] | None) -> tuple[int, str]:
     import amqp
     from kombu import Connection
 
-    from workers.broker import AMQP_PORT, AMQPS_PORT, describe_connect_error, node_ssl_options
+    from workers.broker import describe_connect_error, open_node
 
     parsed = Connection(url)
-    options = node_ssl_options(tls, parsed)
     try:
-        connection = amqp.Connection(
-            f"{parsed.hostname or '127.0.0.1'}:{parsed.port or (AMQPS_PORT if options else AMQP_PORT)}",
-            userid=parsed.userid or "guest",
-            password=parsed.password or "guest",
-            virtual_host=parsed.virtual_host or "/",
-            connect_timeout=3,
-            ssl=options,
-        )
-        connection.connect()
-        connection.close()
+        open_node(parsed, 3, tls).close()
     except (amqp.exceptions.AccessRefused, amqp.exceptions.NotAllowed) as exc:
         return REFUSED, f"RabbitMQ at {parsed.as_uri()} refused the login or vhost: {exc}"
     except ssl.SSLCertVerificationError as exc:

@@ -18,8 +18,8 @@ import time
 import pytest
 
 from tests.chaos.conftest import LONG, sized
-from tests.chaos.test_cluster_faults import dead_letters, ledger_of
-from tests.support.chaos_run import Published, chaos_task, wait_settled
+from tests.support.chaos_run import Published, chaos_task
+from tests.support.cluster_chaos import ledger_of, settle
 from tests.support.cluster_faults import resource_alarm
 from tests.support.wait import wait_for
 
@@ -73,9 +73,7 @@ def test_a_resource_alarm_makes_publishes_fail_visibly_and_all_confirmed_work_ru
     for _ in range(sized(5, 50)):
         after.one(work)
     published.merge(during, after)
-    wait_settled(
-        published.confirmed, platform.state_db, lambda: dead_letters(platform), timeout=sized(90, 300)
-    )
+    settle(platform, published, timeout=sized(90, 300))
     ledger = ledger_of(
         platform,
         f"{kind}-alarm",

@@ -9,13 +9,12 @@ worker`` processes with every node's URL (failover) and AMQP heartbeats,
 from __future__ import annotations
 
 import time
-import urllib.error
 
 import pytest
 
 from tests.chaos.conftest import sized
-from tests.support.chaos_ledger import ChaosLedger, dead_letter_classes
-from tests.support.chaos_run import Published, chaos_task, done_after, done_count, wait_settled
+from tests.support.chaos_run import Published, chaos_task, done_after, done_count
+from tests.support.cluster_chaos import ledger_of, settle
 from tests.support.wait import wait_for
 from workers.ops.cluster import control
 
@@ -26,31 +25,6 @@ pytestmark = pytest.mark.broker
 RESUME_TARGET = 15.0
 #: What the tests allow: the promise itself (measured here: 10.3-10.6 s after a freeze; see README).
 RESUME_LIMIT = RESUME_TARGET
-
-
-def dead_letters(platform) -> int:
-    """Messages in orders.dlq (a classic queue: unknown, so 0, while its node is down)."""
-    try:
-        info = platform.vhost.queue_info("orders.dlq")
-    except (urllib.error.HTTPError, OSError):
-        return 0
-    return int(info.get("messages", 0) or 0)
-
-
-def ledger_of(platform, scenario: str, fault: str, published: Published, started: float, **measured: float):
-    ledger = ChaosLedger.build(
-        scenario,
-        fault,
-        published.confirmed,
-        published.refused,
-        platform.state_db,
-        platform.ledger,
-        dead_letter_classes(platform.vhost.take_all("orders.dlq")),
-        started,
-        measured,
-    )
-    ledger.write()
-    return ledger
 
 
 def test_the_quorum_queue_leader_killed_mid_drain_loses_nothing_and_work_resumes(cluster_platform):
@@ -74,9 +48,7 @@ def test_the_quorum_queue_leader_killed_mid_drain_loses_nothing_and_work_resumes
         published.one(work)
     # The killed node stays down (the next test's fixture starts it): a dead letter
     # in a classic DLQ homed there would be unreadable and count as lost, visibly.
-    wait_settled(
-        published.confirmed, platform.state_db, lambda: dead_letters(platform), timeout=sized(90, 300)
-    )
+    settle(platform, published, timeout=sized(90, 300))
     after = done_after(platform.ledger, killed_at + 0.5)
     ledger = ledger_of(
         platform,
@@ -123,9 +95,7 @@ def test_a_frozen_node_under_a_worker_is_left_within_seconds_thanks_to_heartbeat
         resumed = done_after(platform.ledger, frozen_at + 0.5)[0] - frozen_at
     finally:
         control.thaw(layout, node)
-    wait_settled(
-        published.confirmed, platform.state_db, lambda: dead_letters(platform), timeout=sized(120, 300)
-    )
+    settle(platform, published, timeout=sized(120, 300))
     ledger = ledger_of(
         platform,
         "node-freeze",
@@ -154,7 +124,7 @@ def test_without_quorum_publishes_fail_visibly_and_succeed_again_once_it_is_back
     published = Published()
     started = time.monotonic()
     published.many(work, 50)
-    wait_settled(published.confirmed, platform.state_db, lambda: dead_letters(platform), timeout=60)
+    settle(platform, published, timeout=60)
     control.kill(layout, layout.node(2))
     control.kill(layout, layout.node(3))
     during = Published()
@@ -171,7 +141,7 @@ def test_without_quorum_publishes_fail_visibly_and_succeed_again_once_it_is_back
         back.one(work)
     published.confirmed += during.confirmed + back.confirmed
     published.refused += during.refused + back.refused
-    wait_settled(published.confirmed, platform.state_db, lambda: dead_letters(platform), timeout=180)
+    settle(platform, published, timeout=180)
     ledger = ledger_of(
         platform,
         "quorum-loss",

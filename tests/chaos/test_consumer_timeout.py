@@ -29,9 +29,9 @@ import time
 import pytest
 
 from tests.chaos.conftest import sized
-from tests.chaos.test_cluster_faults import dead_letters
 from tests.support.chaos_ledger import ChaosLedger, dead_letter_classes, side_effects
-from tests.support.chaos_run import Published, chaos_task, wait_settled
+from tests.support.chaos_run import Published, chaos_task
+from tests.support.cluster_chaos import settle
 from tests.support.cluster_faults import short_consumer_timeout
 from tests.support.ledger import events
 
@@ -64,9 +64,7 @@ def test_a_task_longer_than_the_consumer_timeout_is_cut_off_and_dead_lettered_ne
         published.one(work, seconds=LONG_TASK_S)
         long_id = published.confirmed[-1]
         published.many(work, sized(30, 300), seconds=0.2)
-        wait_settled(
-            published.confirmed, platform.state_db, lambda: dead_letters(platform), timeout=sized(120, 300)
-        )
+        settle(platform, published, timeout=sized(120, 300))
         channel_closed = worker.log().count("delivery acknowledgement on channel")
     dead = dead_letter_classes(platform.vhost.take_all("orders.dlq"))
     completed = set(side_effects(platform.state_db))

@@ -21,9 +21,9 @@ import time
 import pytest
 
 from tests.chaos.conftest import sized
-from tests.chaos.test_cluster_faults import dead_letters, ledger_of
 from tests.support.chaos_ledger import side_effects
-from tests.support.chaos_run import FLAKY, REJECT, Published, chaos_task, wait_settled
+from tests.support.chaos_run import FLAKY, REJECT, Published, chaos_task
+from tests.support.cluster_chaos import ledger_of, settle
 from tests.support.wait import wait_for
 from workers.ops.cluster import control
 
@@ -91,13 +91,7 @@ def test_retries_and_delays_fall_due_while_their_leader_is_down_and_dead_letters
     retried_while_down = done(retried)
     control.start(layout, node)
     restarted_s = time.monotonic() - killed_at
-    wait_settled(
-        published.confirmed,
-        platform.state_db,
-        lambda: dead_letters(platform),
-        timeout=sized(120, 400),
-        where=platform.vhost.waiting,
-    )
+    settle(platform, published, timeout=sized(120, 400), where=platform.vhost.waiting)
     ledger = ledger_of(
         platform,
         "leaders-down",

@@ -16,8 +16,8 @@ import time
 import pytest
 
 from tests.chaos.conftest import sized
-from tests.chaos.test_cluster_faults import dead_letters, ledger_of
-from tests.support.chaos_run import Published, chaos_task, done_count, first_attempts, wait_settled
+from tests.support.chaos_run import Published, chaos_task, done_count, first_attempts
+from tests.support.cluster_chaos import ledger_of, settle
 from tests.support.wait import wait_for
 from workers.ops.cluster import control
 
@@ -63,13 +63,7 @@ def test_a_node_restarted_with_tasks_in_flight_and_delayed_loses_none_and_runs_n
     due.update(publish_delayed(published, work, sized(5, 50), first=0.5, span=sized(3.0, 10.0)))
     control.start(layout, node)
     restarted_at = time.time()
-    wait_settled(
-        published.confirmed,
-        platform.state_db,
-        lambda: dead_letters(platform),
-        timeout=sized(120, 400),
-        where=platform.vhost.waiting,
-    )
+    settle(platform, published, timeout=sized(120, 400), where=platform.vhost.waiting)
     first = first_attempts(platform.ledger)
     early = {
         task_id: due[task_id] - first[task_id] for task_id in due if first.get(task_id, 1e18) < due[task_id]

@@ -17,8 +17,8 @@ import time
 import pytest
 
 from tests.chaos.conftest import sized
-from tests.chaos.test_cluster_faults import dead_letters, ledger_of
-from tests.support.chaos_run import Published, chaos_task, done_after, done_count, wait_settled
+from tests.support.chaos_run import Published, chaos_task, done_after, done_count
+from tests.support.cluster_chaos import ledger_of, settle
 from tests.support.wait import wait_for
 from workers.ops.cluster import control
 from workers.ops.cluster.nodes import running_nodes
@@ -79,13 +79,7 @@ def test_a_node_partitioned_under_the_worker_loses_nothing_and_the_cluster_heals
         message="node 2 to see node 1 running again",
     )
     rejoined_s = time.time() - healed_at
-    wait_settled(
-        published.confirmed,
-        platform.state_db,
-        lambda: dead_letters(platform),
-        timeout=sized(120, 400),
-        where=platform.vhost.waiting,
-    )
+    settle(platform, published, timeout=sized(120, 400), where=platform.vhost.waiting)
     ledger = ledger_of(
         platform,
         "partition",

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.tls import Authority
-from workers.ops.cluster.layout import HOST, Layout, Node
+from workers.ops.cluster.layout import HOST, Layout, Node, platform_user_config
 from workers.ops.cluster.nodes import await_node, kill_all, processes, start_epmd, start_node
 from workers.ops.platform_user import USER, VHOST, write_private
 
@@ -73,14 +73,7 @@ management.ssl.port = {node.management_port}
 {management_tls}
 collect_statistics_interval = 1000
 loopback_users = none
-default_user = {USER}
-default_pass = {password}
-default_vhost = {VHOST}
-default_user_tags.administrator = true
-default_permissions.configure = .*
-default_permissions.read = .*
-default_permissions.write = .*
-log.console = false
+{platform_user_config(password)}log.console = false
 log.file.level = warning
 """
 

@@ -149,6 +149,18 @@ class Layout:
         )
 
 
+def platform_user_config(password: str) -> str:
+    """``rabbitmq.conf`` lines that make the platform user (an administrator) and its vhost at first boot."""
+    return f"""default_user = {USER}
+default_pass = {password}
+default_vhost = {VHOST}
+default_user_tags.administrator = true
+default_permissions.configure = .*
+default_permissions.read = .*
+default_permissions.write = .*
+"""
+
+
 def node_config(layout: Layout, node: Node, password: str) -> str:
     """The ``rabbitmq.conf`` of ``node``: loopback listeners, the platform user, classic peer discovery.
 
@@ -164,14 +176,7 @@ listeners.tcp.1 = {HOST}:{node.amqp_port}
 management.tcp.ip = {HOST}
 management.tcp.port = {node.management_port}
 loopback_users = none
-default_user = {USER}
-default_pass = {password}
-default_vhost = {VHOST}
-default_user_tags.administrator = true
-default_permissions.configure = .*
-default_permissions.read = .*
-default_permissions.write = .*
-cluster_formation.peer_discovery_backend = classic_config
+{platform_user_config(password)}cluster_formation.peer_discovery_backend = classic_config
 {peers}
 cluster_partition_handling = pause_minority
 net_ticktime = {NET_TICKTIME}
